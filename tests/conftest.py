@@ -1,0 +1,63 @@
+"""The backend matrix: every test that takes ``dev`` runs on each backend.
+
+- numpy:  NumPy on the host.
+- strict: array_api_strict on Device('device1'), a simulated accelerator that
+  raises on any host/device mix and on any call outside the Array API standard.
+- cupy:   a real CUDA device; skipped, with the reason, where none is visible.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from xpnet import backend
+
+
+def _strict() -> backend.Device:
+    import array_api_strict as strict
+
+    return backend.wrap(strict, strict.Device("device1"), name="strict:device1")
+
+
+def _cupy() -> backend.Device:
+    ok, reason, _ = backend.cuda_status()
+    if not ok:
+        pytest.skip(f"cupy backend skipped: {reason}")
+    return backend.device("cuda:0")
+
+
+_MAKERS = {"numpy": backend.cpu, "strict": _strict, "cupy": _cupy}
+
+
+@pytest.fixture(params=list(_MAKERS))
+def dev(request: pytest.FixtureRequest) -> backend.Device:
+    """One Device per backend in the matrix."""
+    return _MAKERS[request.param]()
+
+
+@pytest.fixture
+def strict_dev() -> backend.Device:
+    return _strict()
+
+
+def mnist_dir() -> Path | None:
+    """Real MNIST, found through XPNET_DATA_DIR (``.ci/run`` sets it) or ../shared."""
+    env = os.environ.get("XPNET_DATA_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "datasets")
+    for base in candidates:
+        for d in (base / "mnist", base):
+            if (d / "train-images-idx3-ubyte.gz").exists():
+                return d
+    return None
+
+
+@pytest.fixture
+def mnist_path() -> Path:
+    d = mnist_dir()
+    if d is None:
+        pytest.skip("real MNIST not found: set XPNET_DATA_DIR to a folder holding mnist/")
+    return d

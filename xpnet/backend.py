@@ -1,0 +1,241 @@
+"""Devices: which array library runs the math, and on which device.
+
+Everything above this module is written once against an Array API namespace
+``xp``; a :class:`Device` says which one (NumPy, CuPy, or any Array API library
+such as array_api_strict for tests) and which native device arrays live on.
+This is the only place that knows library names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+
+class DeviceError(ValueError):
+    """A device was asked for that does not exist (e.g. ``cuda:7`` on a 1-GPU machine)."""
+
+
+class CudaFallbackWarning(UserWarning):
+    """``cuda`` was asked for but cannot be used; xpnet runs on the CPU instead."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """An array namespace plus the native device its arrays live on.
+
+    ``name`` is for people ("cpu", "cuda:0", "array_api_strict:device1");
+    ``xp`` is the Array API namespace; ``native`` is what ``device=`` takes.
+    """
+
+    name: str
+    xp: ModuleType = field(repr=False)
+    native: Any = field(repr=False)
+
+    @property
+    def backend(self) -> str:
+        """Short library name: 'numpy', 'cupy' or the module name of the namespace."""
+        if array_api_compat.is_numpy_namespace(self.xp):
+            return "numpy"
+        if array_api_compat.is_cupy_namespace(self.xp):
+            return "cupy"
+        return self.xp.__name__.split(".")[-1]
+
+    @property
+    def is_host(self) -> bool:
+        """True when arrays on this device are plain NumPy arrays in host memory."""
+        return self.backend == "numpy"
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """Move ``x`` (host or device array, or Python data) onto this device."""
+        return to_device(x, self, dtype=dtype)
+
+    def zeros(self, shape: tuple[int, ...] | int, dtype: Any) -> Any:
+        return self.xp.zeros(shape, dtype=dtype, device=self.native)
+
+    def dtype(self, name: str) -> Any:
+        """The namespace's dtype object for 'float32', 'float64', 'uint8', ..."""
+        try:
+            return getattr(self.xp, name)
+        except AttributeError:
+            raise TypeError(f"dtype {name!r} is not available on device {self.name}") from None
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the host); used for honest timings."""
+        if self.backend == "cupy":
+            import cupy
+
+            cupy.cuda.get_current_stream().synchronize()
+
+    def rng(self, seed: int) -> DeviceRNG:
+        return DeviceRNG(self, seed)
+
+
+def cpu() -> Device:
+    return Device("cpu", array_api_compat.array_namespace(np.empty(0)), "cpu")
+
+
+def wrap(xp: ModuleType, native: Any, name: str | None = None) -> Device:
+    """Wrap any Array API namespace and device object (tests use array_api_strict)."""
+    return Device(name or f"{xp.__name__}:{native}", xp, native)
+
+
+def cuda_status() -> tuple[bool, str, int]:
+    """Whether CUDA can be used, why not if it cannot, and how many devices are visible."""
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a broken CUDA library underneath
+        return False, f"CuPy is not installed or failed to import ({exc.__class__.__name__}: {exc}); " \
+            "install it with: pip install 'xpnet[cuda12]'", 0
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        if "insufficient" in msg.lower() or "driver" in msg.lower():
+            reason = f"the NVIDIA driver is missing or too old for this CuPy build ({msg})"
+        else:
+            reason = f"CUDA runtime error ({msg})"
+        return False, reason, 0
+    if count == 0:
+        return False, "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)", 0
+    return True, "", count
+
+
+_SPEC = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
+
+
+def device(spec: str | Device = "auto") -> Device:
+    """Resolve "auto" | "cpu" | "cuda" | "cuda:N" (or pass a Device through).
+
+    ``cuda`` without a usable GPU warns once, naming the reason, and returns the
+    CPU; ``cuda:N`` past the number of visible GPUs is an error.
+    """
+    if isinstance(spec, Device):
+        return spec
+    m = _SPEC.match(str(spec).strip().lower())
+    if not m or (m.group(1) != "cuda" and m.group(2) is not None):
+        raise DeviceError(f"unknown device {spec!r}; expected auto, cpu, cuda or cuda:N")
+    kind, index = m.group(1), m.group(2)
+    if kind == "cpu":
+        return cpu()
+    ok, reason, count = cuda_status()
+    if kind == "auto":
+        return _cuda(0) if ok else cpu()
+    if not ok:
+        warnings.warn(f"--device {spec}: CUDA is unusable: {reason}. Falling back to CPU.",
+                      CudaFallbackWarning, stacklevel=2)
+        return cpu()
+    n = int(index or 0)
+    if n >= count:
+        raise DeviceError(f"device {spec!r} does not exist: {count} CUDA device(s) visible "
+                          f"(valid: {', '.join(f'cuda:{i}' for i in range(count))})")
+    return _cuda(n)
+
+
+def _cuda(index: int) -> Device:
+    import cupy
+
+    xp = array_api_compat.array_namespace(cupy.empty(0))
+    return Device(f"cuda:{index}", xp, cupy.cuda.Device(index))
+
+
+def device_of(x: Any) -> Device:
+    """The Device an array lives on."""
+    xp = array_api_compat.array_namespace(x)
+    if array_api_compat.is_numpy_namespace(xp):
+        return cpu()
+    native = array_api_compat.device(x)
+    if array_api_compat.is_cupy_namespace(xp):
+        return Device(f"cuda:{native.id}", xp, native)
+    return wrap(xp, native)
+
+
+def to_host(x: Any) -> np.ndarray:
+    """Bring any array (NumPy, CuPy, any DLPack-capable Array API array) to a NumPy array."""
+    if isinstance(x, np.ndarray | np.generic) or not hasattr(x, "__dlpack__"):
+        return np.asarray(x)
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    return np.from_dlpack(x)
+
+
+def to_device(x: Any, dev: Device, dtype: Any = None) -> Any:
+    """Copy ``x`` onto ``dev`` (a no-op when it is already there with that dtype)."""
+    if dev.backend == "cupy":
+        import cupy
+
+        with dev.native:
+            out = cupy.asarray(x)
+    elif dev.is_host:
+        out = to_host(x)
+    else:
+        try:
+            same = array_api_compat.array_namespace(x) is dev.xp and x.device == dev.native
+        except TypeError:
+            same = False
+        out = x if same else dev.xp.asarray(to_host(x), device=dev.native)
+    if dtype is not None and out.dtype != dtype:
+        out = dev.xp.astype(out, dtype)
+    return out
+
+
+def host_rng(seed: int | None) -> np.random.Generator:
+    """The host generator initial weights are drawn from: same seed, same weights, any device."""
+    return np.random.Generator(np.random.PCG64(seed))
+
+
+class DeviceRNG:
+    """Uniform random numbers made on a device (dropout masks).
+
+    The Array API has no RNG, so each library gets its own: CuPy's generator on
+    the GPU; NumPy's on the host for NumPy and for other namespaces (then moved).
+    The state round-trips through :meth:`state_dict` as plain text, so a resumed
+    run draws the same masks (exactly on the host; on CuPy the stream restarts
+    from a seed derived from the draw count).
+    """
+
+    def __init__(self, dev: Device, seed: int | None) -> None:
+        self.device = dev
+        self.seed = 0 if seed is None else int(seed)
+        self.draws = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        entropy = [self.seed, self.draws, 0x5EED]
+        if self.device.backend == "cupy":
+            import cupy
+
+            s = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+            with self.device.native:
+                self._gen = cupy.random.default_rng(s)
+        else:
+            self._gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+
+    def random(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """Uniform [0, 1) numbers of ``shape`` on the device."""
+        self.draws += 1
+        if self.device.backend == "cupy":
+            with self.device.native:
+                return self._gen.random(shape, dtype=dtype)
+        host = self._gen.random(shape, dtype=np.float32)
+        return to_device(host, self.device, dtype=dtype)
+
+    def state_dict(self) -> dict[str, str]:
+        state: dict[str, Any] = {"seed": self.seed, "draws": self.draws}
+        if self.device.backend != "cupy":
+            state["bit_generator"] = self._gen.bit_generator.state
+        return {"rng": json.dumps(state)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        s = json.loads(str(state["rng"]))
+        self.seed, self.draws = int(s["seed"]), int(s["draws"])
+        self._reset()
+        if "bit_generator" in s and self.device.backend != "cupy":
+            self._gen.bit_generator.state = s["bit_generator"]
