@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BACKEND ?= cpu
 
-.PHONY: venv train test lint clean
+.PHONY: venv train test lint clean lock image-check
 
 $(VENV)/.installed-$(BACKEND): pyproject.toml backends/$(BACKEND).txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,23 @@ lint: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+## Re-pin backends/*.txt (with hashes) from pyproject.toml; see backends/README.md. LOCK_ARGS=--upgrade to bump.
+LOCK_VENV := build/lock-venv
+LOCK_ENV  := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock"
+LOCK_CMD  := $(LOCK_ENV) $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "make lock needs Python 3.11")'
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet pip-tools==7.6.2
+
+lock: $(LOCK_VENV)/bin/pip-compile
+	$(LOCK_CMD) -o backends/cpu.txt pyproject.toml
+	$(LOCK_CMD) --extra cuda12 --constraint backends/cpu.txt -o backends/cuda12.txt pyproject.toml
+	$(LOCK_CMD) --extra test --constraint backends/cpu.txt -o backends/test.txt pyproject.toml
+
+## Build the Docker image with podman (CPU smoke training inside); slow, not part of `make test`.
+image-check:
+	scripts/check_image.sh $(IMAGE_ARGS)
