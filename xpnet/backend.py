@@ -239,3 +239,17 @@ class DeviceRNG:
         self._reset()
         if "bit_generator" in s and self.device.backend != "cupy":
             self._gen.bit_generator.state = s["bit_generator"]
+
+
+def has_strided_views(x: Any) -> bool:
+    """Capability check for fast paths: NumPy and CuPy arrays can be re-viewed with custom strides."""
+    return array_api_compat.is_numpy_array(x) or array_api_compat.is_cupy_array(x)
+
+
+def as_strided(x: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
+    """A read-only strided view of a NumPy or CuPy array (check :func:`has_strided_views` first)."""
+    if array_api_compat.is_cupy_array(x):
+        from cupy.lib.stride_tricks import as_strided as cupy_as_strided
+
+        return cupy_as_strided(x, shape=shape, strides=strides)
+    return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)

@@ -1,0 +1,99 @@
+"""The book's plain functions (ch. 3–4), written for any Array API namespace.
+
+Each takes arrays of one library and returns arrays of the same library on the
+same device; nothing here imports NumPy or CuPy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import array_namespace
+
+Array = Any
+
+
+def sigmoid(x: Array) -> Array:
+    """1 / (1 + e^-x), computed without overflow for large |x|."""
+    xp = array_namespace(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def relu(x: Array) -> Array:
+    return array_namespace(x).maximum(x, 0.0)
+
+
+def tanh(x: Array) -> Array:
+    return array_namespace(x).tanh(x)
+
+
+def log_softmax(x: Array) -> Array:
+    """log softmax over the last axis; subtracting the max keeps exp() finite."""
+    xp = array_namespace(x)
+    z = x - xp.max(x, axis=-1, keepdims=True)
+    return z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
+
+
+def softmax(x: Array) -> Array:
+    xp = array_namespace(x)
+    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def is_index_labels(t: Array) -> bool:
+    return array_namespace(t).isdtype(t.dtype, "integral")
+
+
+def one_hot(t: Array, num_classes: int, dtype: Any = None) -> Array:
+    """Class indices (N,) → one-hot (N, num_classes), built on t's device.
+
+    Indices outside [0, num_classes) are an error, not a silent all-zero row.
+    """
+    xp = array_namespace(t)
+    if t.ndim != 1:
+        raise ValueError(f"class-index labels must be 1-D, got shape {tuple(t.shape)}")
+    if t.shape[0] and bool(xp.any((t < 0) | (t >= num_classes))):
+        raise ValueError(f"labels out of range: expected class indices in [0, {num_classes}), "
+                         f"got min {int(xp.min(t))} and max {int(xp.max(t))}")
+    classes = xp.arange(num_classes, device=t.device)
+    hot = xp.reshape(t, (-1, 1)) == xp.reshape(classes, (1, -1))
+    return xp.astype(hot, dtype if dtype is not None else xp.float32)
+
+
+def as_one_hot(t: Array, y: Array) -> Array:
+    """Labels in either form (indices or one-hot) as a one-hot array shaped like ``y``."""
+    xp = array_namespace(y)
+    n, c = y.shape[0], y.shape[-1]
+    if is_index_labels(t):
+        if t.shape != (n,):
+            raise ValueError(f"labels shape {tuple(t.shape)} does not match batch of {n} (expected ({n},))")
+        return one_hot(t, c, y.dtype)
+    if tuple(t.shape) != tuple(y.shape):
+        raise ValueError(f"one-hot labels shape {tuple(t.shape)} does not match output shape {tuple(y.shape)}")
+    return xp.astype(t, y.dtype) if t.dtype != y.dtype else t
+
+
+def cross_entropy_error(y: Array, t: Array) -> Array:
+    """Mean cross-entropy of probabilities ``y`` against labels (one-hot or indices).
+
+    Like the book, adds 1e-7 inside the log so a zero probability stays finite.
+    """
+    xp = array_namespace(y)
+    if y.ndim == 1:
+        y = xp.reshape(y, (1, -1))
+        t = xp.reshape(t, (1, -1)) if t.ndim == 1 and not is_index_labels(t) else xp.reshape(t, (-1,))
+    hot = as_one_hot(t, y)
+    return -xp.sum(hot * xp.log(y + 1e-7)) / y.shape[0]
+
+
+def sum_squared_error(y: Array, t: Array) -> Array:
+    """0.5 Σ (y - t)², the book's ch. 4 loss (summed over the whole batch)."""
+    xp = array_namespace(y)
+    return 0.5 * xp.sum((y - t) ** 2)
+
+
+def mean_squared_error(y: Array, t: Array) -> Array:
+    """The book's sum-squared error averaged over the batch (first axis)."""
+    n = y.shape[0] if y.ndim > 1 else 1
+    return sum_squared_error(y, t) / n

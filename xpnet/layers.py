@@ -1,0 +1,226 @@
+"""The book's layers (ch. 5–6) with its contract: ``forward(x)``, ``backward(dout=1)``,
+parameter gradients at ``.dW``/``.db`` (``.dgamma``/``.dbeta`` for batch norm).
+
+Layers keep references to their parameter arrays, exactly like the book; an
+optimizer that updates ``params[key]`` in place therefore updates the layer.
+Every layer works on whichever Array API namespace its input belongs to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from xpnet import functions as F
+from xpnet.backend import device_of
+
+Array = Any
+
+
+class Layer:
+    """Base: ``params`` lists (param attribute, gradient attribute) pairs; ``weights`` are decayed."""
+
+    params: tuple[tuple[str, str], ...] = ()
+    weights: tuple[str, ...] = ()
+    has_train_flag = False
+
+    def forward(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def backward(self, dout: Array) -> Array:
+        raise NotImplementedError
+
+
+class Relu(Layer):
+    def forward(self, x: Array) -> Array:
+        self.mask = x <= 0
+        return array_namespace(x).where(self.mask, 0.0, x)
+
+    def backward(self, dout: Array) -> Array:
+        return array_namespace(dout).where(self.mask, 0.0, dout)
+
+
+class Sigmoid(Layer):
+    def forward(self, x: Array) -> Array:
+        self.out = F.sigmoid(x)
+        return self.out
+
+    def backward(self, dout: Array) -> Array:
+        return dout * (1.0 - self.out) * self.out
+
+
+class Tanh(Layer):
+    def forward(self, x: Array) -> Array:
+        self.out = array_namespace(x).tanh(x)
+        return self.out
+
+    def backward(self, dout: Array) -> Array:
+        return dout * (1.0 - self.out * self.out)
+
+
+ACTIVATIONS: dict[str, type[Layer]] = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
+
+
+class Affine(Layer):
+    """x · W + b. Accepts N-D input (flattened per sample); ``backward`` restores its shape."""
+
+    params = (("W", "dW"), ("b", "db"))
+    weights = ("W",)
+
+    def __init__(self, W: Array, b: Array) -> None:
+        self.W, self.b = W, b
+        self.dW: Array = None
+        self.db: Array = None
+        self.need_dx = True  # a net turns this off for its first layer: nobody reads dL/d(input)
+
+    def forward(self, x: Array) -> Array:
+        xp = array_namespace(x)
+        self.x_shape = tuple(x.shape)
+        if x.ndim != 2:
+            x = xp.reshape(x, (x.shape[0], -1))
+        if x.shape[1] != self.W.shape[0]:
+            raise ValueError(f"Affine: input has {x.shape[1]} features per sample "
+                             f"(shape {self.x_shape}), but W is {tuple(self.W.shape)}")
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout: Array) -> Array:
+        xp = array_namespace(dout)
+        self.dW = xp.matrix_transpose(self.x) @ dout
+        self.db = xp.sum(dout, axis=0)
+        if not self.need_dx:
+            return None
+        return xp.reshape(dout @ xp.matrix_transpose(self.W), self.x_shape)
+
+
+class Flatten(Layer):
+    """(N, C, H, W) → (N, C·H·W); the book does this inside Affine, a named layer reads clearer."""
+
+    def forward(self, x: Array) -> Array:
+        self.x_shape = tuple(x.shape)
+        return array_namespace(x).reshape(x, (x.shape[0], -1))
+
+    def backward(self, dout: Array) -> Array:
+        return array_namespace(dout).reshape(dout, self.x_shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout: keep each unit with probability 1 − r and scale kept units by 1/(1 − r).
+
+    The book scales at evaluation instead (``x * (1 - r)``); scaling while training
+    makes evaluation the identity, so a net predicts without knowing r. Masks come
+    from a per-device generator (``rng``), seeded by the net.
+    """
+
+    has_train_flag = True
+
+    def __init__(self, dropout_ratio: float = 0.5, rng: Any = None) -> None:
+        if not 0.0 <= dropout_ratio < 1.0:
+            raise ValueError(f"dropout_ratio must be in [0, 1), got {dropout_ratio}")
+        self.dropout_ratio = float(dropout_ratio)
+        self.rng = rng
+
+    def forward(self, x: Array, train_flg: bool = True) -> Array:
+        if not train_flg or self.dropout_ratio == 0.0:
+            return x
+        xp = array_namespace(x)
+        if self.rng is None:
+            self.rng = device_of(x).rng(0)
+        keep = self.rng.random(tuple(x.shape), x.dtype) >= self.dropout_ratio
+        self.mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.dropout_ratio))
+        return x * self.mask
+
+    def backward(self, dout: Array) -> Array:
+        return dout * self.mask if self.dropout_ratio else dout
+
+
+class BatchNormalization(Layer):
+    """Batch norm (Ioffe & Szegedy 2015; the book's ch. 6.3) over every feature after the batch axis.
+
+    Training normalises with the batch statistics and updates the running ones;
+    evaluation uses the running ones. Unlike the book, the running mean/var are
+    part of the model's state_dict, so a saved model evaluates the same after loading.
+    """
+
+    params = (("gamma", "dgamma"), ("beta", "dbeta"))
+    has_train_flag = True
+    eps = 1e-7
+
+    def __init__(self, gamma: Array, beta: Array, momentum: float = 0.9,
+                 running_mean: Array = None, running_var: Array = None) -> None:
+        self.gamma, self.beta, self.momentum = gamma, beta, float(momentum)
+        xp = array_namespace(gamma)
+        self.running_mean = running_mean if running_mean is not None else xp.zeros_like(gamma)
+        self.running_var = running_var if running_var is not None else xp.zeros_like(gamma)
+        self.dgamma: Array = None
+        self.dbeta: Array = None
+
+    def forward(self, x: Array, train_flg: bool = True) -> Array:
+        xp = array_namespace(x)
+        self.x_shape = tuple(x.shape)
+        if x.ndim != 2:
+            x = xp.reshape(x, (x.shape[0], -1))
+        if train_flg:
+            mu = xp.mean(x, axis=0)
+            xc = x - mu
+            var = xp.mean(xc * xc, axis=0)
+            std = xp.sqrt(var + self.eps)
+            xn = xc / std
+            self.xc, self.xn, self.std = xc, xn, std
+            m = self.momentum
+            self.running_mean = m * self.running_mean + (1.0 - m) * mu
+            self.running_var = m * self.running_var + (1.0 - m) * var
+        else:
+            xn = (x - self.running_mean) / xp.sqrt(self.running_var + self.eps)
+        return xp.reshape(self.gamma * xn + self.beta, self.x_shape)
+
+    def backward(self, dout: Array) -> Array:
+        xp = array_namespace(dout)
+        if dout.ndim != 2:
+            dout = xp.reshape(dout, (dout.shape[0], -1))
+        self.dbeta = xp.sum(dout, axis=0)
+        self.dgamma = xp.sum(self.xn * dout, axis=0)
+        # d/dx of gamma·(x − μ)/σ, with μ and σ themselves functions of the batch.
+        dxn = self.gamma * dout
+        dx = (dxn - xp.mean(dxn, axis=0) - self.xn * xp.mean(dxn * self.xn, axis=0)) / self.std
+        return xp.reshape(dx, self.x_shape)
+
+
+class SoftmaxWithLoss(Layer):
+    """Softmax + cross-entropy in one layer: stable log-softmax forward, (y − t)/N backward.
+
+    Labels may be class indices (N,) or one-hot (N, C); the loss is the batch mean.
+    """
+
+    def forward(self, x: Array, t: Array) -> Array:
+        xp = array_namespace(x)
+        self.t = F.as_one_hot(t, x)
+        logp = F.log_softmax(x)
+        self.y = xp.exp(logp)
+        self.loss = -xp.sum(self.t * logp) / x.shape[0]
+        return self.loss
+
+    def backward(self, dout: Array | float = 1) -> Array:
+        return (self.y - self.t) * (dout / self.y.shape[0])
+
+
+class MeanSquaredErrorLoss(Layer):
+    """Identity output + the book's sum-squared error averaged over the batch (for regression)."""
+
+    def forward(self, x: Array, t: Array) -> Array:
+        if tuple(t.shape) != tuple(x.shape):
+            raise ValueError(f"targets shape {tuple(t.shape)} does not match output shape {tuple(x.shape)}")
+        self.y, self.t = x, t
+        self.loss = F.mean_squared_error(x, t)
+        return self.loss
+
+    def backward(self, dout: Array | float = 1) -> Array:
+        return (self.y - self.t) * (dout / self.y.shape[0])
+
+
+# Convolution and Pooling live in xpnet.conv (one concept per module); re-exported for the book's names.
+from xpnet.conv import Convolution, Pooling  # noqa: E402
+
+__all__ = ["Layer", "Relu", "Sigmoid", "Tanh", "Affine", "Flatten", "Dropout", "BatchNormalization",
+           "SoftmaxWithLoss", "MeanSquaredErrorLoss", "Convolution", "Pooling", "ACTIVATIONS"]
