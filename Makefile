@@ -49,6 +49,7 @@ lock: $(LOCK_VENV)/bin/pip-compile
 	$(LOCK_CMD) -o backends/cpu.txt pyproject.toml
 	$(LOCK_CMD) --extra cuda12 --constraint backends/cpu.txt -o backends/cuda12.txt pyproject.toml
 	$(LOCK_CMD) --extra test --constraint backends/cpu.txt -o backends/test.txt pyproject.toml
+	$(LOCK_CMD) --allow-unsafe -o backends/build.txt backends/build.in
 
 ## Build the Docker image with podman (CPU smoke training inside); slow, not part of `make test`.
 image-check:

@@ -1,0 +1,84 @@
+# xpnet in a container: the trainer on an NVIDIA CUDA 12 runtime, CuPy from the pinned backends/cuda12.txt.
+#
+#   docker build -t xpnet .
+#   docker run --gpus all -v "$PWD/data:/data" xpnet --device cuda --epochs 5   # trains on the GPU
+#   docker run -v "$PWD/data:/data" xpnet --device cuda --epochs 5              # no GPU: warns, trains on CPU
+#   docker run --gpus all --entrypoint xpnet-doctor xpnet                       # what works, and why not
+#   docker build --target smoke .                                               # CPU smoke training at build time
+#
+# BASE_IMAGE must be Debian/Ubuntu-like; its CUDA must be 12.x to match cupy-cuda12x (any 12.x runtime runs on a
+# driver >= 525 through CUDA's minor-version compatibility). Python 3.11+ comes from the base, or from apt.
+# scripts/check_image.sh builds this file with podman from a local Debian base (no registry needed).
+ARG BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
+
+# ---- base: the CUDA runtime plus Python 3 and a virtual environment --------------------------------------
+FROM ${BASE_IMAGE} AS base
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# The NVIDIA images ship no Python, so apt installs the release's python3; a base that already has python3
+# with venv (e.g. the local Debian base of scripts/check_image.sh) skips apt altogether.
+# DL3008 (pin apt versions) is ignored on purpose: the packages come from whatever Ubuntu/Debian release
+# BASE_IMAGE is, so a pinned version would fail on every other base; the Python packages are the ones pinned.
+# hadolint ignore=DL3008
+RUN if python3 -c 'import ensurepip, venv' 2>/dev/null; then \
+        echo "base image has $(python3 --version) with venv: skipping apt"; \
+    else \
+        apt-get update \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            python3 python3-venv ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && python3 -m venv /opt/xpnet
+ENV PATH=/opt/xpnet/bin:$PATH \
+    VIRTUAL_ENV=/opt/xpnet \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# ---- wheel: build xpnet's wheel with hash-pinned setuptools (backends/build.txt), kept out of the image ----
+FROM base AS wheel
+COPY backends/build.txt /tmp/backends/build.txt
+RUN pip install --no-cache-dir --require-hashes -r /tmp/backends/build.txt
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY xpnet ./xpnet
+RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
+
+# ---- app: pinned dependencies (with hashes), xpnet itself, a non-root user, data on the /data volume ------
+FROM base AS app
+# cuda12 for the published image; BACKEND=cpu gives a CPU-only image with the same layout.
+ARG BACKEND=cuda12
+COPY backends/${BACKEND}.txt /tmp/backends/requirements.txt
+RUN pip install --no-cache-dir --require-hashes -r /tmp/backends/requirements.txt \
+    && rm -rf /tmp/backends
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install --no-cache-dir --no-deps /tmp/wheels/xpnet-*.whl \
+    && rm -rf /tmp/wheels \
+    && useradd --uid 10001 --gid 0 --home-dir /data --no-create-home --shell /usr/sbin/nologin xpnet \
+    && mkdir -p /data/cache \
+    && chown -R 10001:0 /data \
+    && chmod -R g=u /data
+# Everything the container writes goes under /data: datasets, runs, and every cache (pip's is off).
+ENV HOME=/data \
+    XPNET_DATA_DIR=/data \
+    XDG_CACHE_HOME=/data/cache \
+    MPLCONFIGDIR=/data/cache/matplotlib \
+    CUPY_CACHE_DIR=/data/cache/cupy
+LABEL org.opencontainers.image.title="xpnet" \
+      org.opencontainers.image.description="Deep Learning from Scratch trainer: NumPy on CPU, CuPy on CUDA 12" \
+      org.opencontainers.image.licenses="MIT"
+VOLUME ["/data"]
+WORKDIR /data
+USER 10001:0
+ENTRYPOINT ["xpnet-train"]
+
+# ---- smoke: `--target smoke` checks the image by training at build time (no GPU there, so on the CPU) ---
+FROM app AS smoke
+ARG SMOKE_ARGS="--device cpu --epochs 1 --limit-train 2000 --quiet --out /tmp/smoke"
+# The doctor must find a working CPU backend (exit 0) and say why CUDA is or is not usable; then a short
+# training run. SMOKE_ARGS is a list of arguments, split on purpose; empty skips the training.
+RUN xpnet-doctor \
+    && if [ -n "${SMOKE_ARGS}" ]; then xpnet-train ${SMOKE_ARGS}; fi
+
+# ---- runtime: the default target (last stage), the image `docker build -t xpnet .` produces --------------
+FROM app AS runtime

@@ -1,0 +1,78 @@
+"""``python -m xpnet doctor``: runs here, finds the CPU working, and explains CUDA either way."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from xpnet import backend, doctor
+
+
+def _doctor(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "xpnet", "doctor", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def text_run() -> subprocess.CompletedProcess[str]:
+    return _doctor()
+
+
+def test_doctor_exits_0_and_reports_cpu_works(text_run: subprocess.CompletedProcess[str]) -> None:
+    assert text_run.returncode == 0, text_run.stdout + text_run.stderr
+    out = text_run.stdout
+    for name in ("python", "xpnet", "numpy", "array-api-compat", "cupy"):
+        assert f"\n  {name} " in out
+    cpu_line = next(line for line in out.splitlines() if line.strip().startswith("cpu "))
+    assert " OK " in cpu_line and "matmul checked" in cpu_line
+
+
+def test_doctor_explains_cuda(text_run: subprocess.CompletedProcess[str]) -> None:
+    ok, reason, count = backend.cuda_status()
+    out = text_run.stdout
+    if ok:
+        assert "cuda:0" in out and "compute capability" in out
+        assert f"CUDA works on {count} device(s)" in out
+    else:
+        assert "UNUSABLE" in out and reason in out
+        assert "\nadvice\n" in out
+        assert "CUDA is unusable, so --device cuda warns and trains on the CPU" in out
+
+
+def test_doctor_json_and_require_cuda() -> None:
+    run = _doctor("--json", "--require-cuda")
+    data = json.loads(run.stdout)
+    assert data["cpu_ok"] is True
+    assert data["cuda"]["usable"] is backend.cuda_status()[0]
+    assert run.returncode == (0 if data["cuda_ok"] else 2)
+
+
+def test_console_script_entry_point_is_the_same_main() -> None:
+    assert doctor.main(["--json"]) == 0
+
+
+@pytest.mark.parametrize(("reason", "expect"), [
+    ("CuPy is not installed or failed to import (ModuleNotFoundError: No module named 'cupy'); install it",
+     "xpnet[cuda12]"),
+    ("the NVIDIA driver is missing or too old for this CuPy build (cudaErrorInsufficientDriver: ...)",
+     "supports CUDA 12"),
+    ("no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)", "nvidia-smi"),
+    ("CUDA runtime error (cudaErrorUnknown)", "--gpus all"),
+])
+def test_advice_names_the_fix(reason: str, expect: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda name: None)
+    assert any(expect in tip for tip in doctor.advice_for(reason))
+
+
+def test_failed_cpu_check_exits_nonzero(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(doctor, "matmul_check", lambda dev: (False, "matmul failed: broken"))
+    assert doctor.main([]) == 1
+    assert "the CPU backend does not work" in capsys.readouterr().out
+
+
+def test_python_m_xpnet_without_command_prints_usage() -> None:
+    run = subprocess.run([sys.executable, "-m", "xpnet"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "doctor" in run.stdout

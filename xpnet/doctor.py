@@ -1,0 +1,309 @@
+"""``python -m xpnet doctor`` (or ``xpnet-doctor``): what xpnet can run on here, and what to do if CUDA can't.
+
+It prints the versions that matter, the backends found, the CUDA devices (name, memory, compute
+capability) when there are any, and whether each backend really computes: a small float32 matmul is
+run on it and checked against a float64 result made on the host. When CUDA is unusable it says why
+(``backend.cuda_status``) and what to do about it.
+
+Exit status: 0 when at least the CPU backend works (xpnet can train, if only on the CPU), 1 when it does
+not, and 2 with ``--require-cuda`` when no CUDA device works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MATMUL_N = 64
+
+
+@dataclass
+class Check:
+    """One backend on one device, and whether the matmul check passed there."""
+
+    name: str  # "cpu", "cuda", "cuda:0"
+    library: str  # "numpy", "cupy"
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Report:
+    versions: dict[str, str | None] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    cuda: dict[str, Any] = field(default_factory=dict)
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    environment: dict[str, str | None] = field(default_factory=dict)
+    advice: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_ok(self) -> bool:
+        return any(c.ok for c in self.checks if c.name == "cpu")
+
+    @property
+    def cuda_ok(self) -> bool:
+        return any(c.ok for c in self.checks if c.name.startswith("cuda:"))
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cupy_dists() -> list[str]:
+    """The installed distributions that provide the ``cupy`` package (cupy-cuda12x, cupy-rocm-6-0, ...)."""
+    try:
+        return sorted(set(importlib.metadata.packages_distributions().get("cupy", [])))
+    except Exception:  # broken metadata must not break the doctor
+        return []
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{exc.__class__.__name__}: {text.splitlines()[0]}" if text else exc.__class__.__name__
+
+
+def _in_container() -> bool:
+    return os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
+
+
+def _libcuda() -> str:
+    """Whether the NVIDIA driver's user-space library can be loaded (it comes from the driver, not CuPy)."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "libcuda.so.1 not found"
+    return "libcuda.so.1 loads"
+
+
+def _cuda_version(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}" if v else "none"
+
+
+def versions() -> dict[str, str | None]:
+    import xpnet
+
+    cupy_dists = _cupy_dists()
+    cupy = None
+    if cupy_dists:
+        cupy = f"{_dist_version(cupy_dists[0])} ({', '.join(cupy_dists)})"
+    elif importlib.util.find_spec("cupy") is not None:
+        cupy = "installed (version unknown)"
+    return {
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "platform": platform.platform(),
+        "xpnet": xpnet.__version__,
+        "numpy": _dist_version("numpy"),
+        "array-api-compat": _dist_version("array-api-compat"),
+        "cupy": cupy,
+        "array-api-strict": _dist_version("array-api-strict"),
+    }
+
+
+def matmul_check(dev: Any) -> tuple[bool, str]:
+    """Run a float32 matmul on ``dev`` and compare it with float64 on the host."""
+    import numpy as np
+
+    from xpnet import backend
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((MATMUL_N, MATMUL_N)).astype(np.float32)
+    b = rng.standard_normal((MATMUL_N, MATMUL_N)).astype(np.float32)
+    try:
+        f32 = dev.dtype("float32")
+        out = dev.xp.matmul(dev.asarray(a, dtype=f32), dev.asarray(b, dtype=f32))
+        dev.synchronize()
+        got = backend.to_host(out).astype(np.float64)
+    except Exception as exc:
+        return False, f"matmul failed: {_first_line(exc)}"
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    err = float(np.max(np.abs(got - ref)))
+    # float32 (or TF32 on a GPU) accumulates ~1e-6..1e-3 relative error here; a wrong result is off by O(1).
+    ok = got.shape == ref.shape and err <= 1e-3 * float(np.max(np.abs(ref)))
+    verdict = "checked" if ok else "WRONG RESULT"
+    return ok, f"{MATMUL_N}x{MATMUL_N} float32 matmul {verdict} (max error {err:.1e})"
+
+
+def _device_info(index: int) -> dict[str, Any]:
+    import cupy
+
+    info: dict[str, Any] = {"device": f"cuda:{index}"}
+    try:
+        props = cupy.cuda.runtime.getDeviceProperties(index)
+        name = props.get("name", b"?")
+        info["name"] = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        info["memory_gib"] = round(props.get("totalGlobalMem", 0) / 2**30, 1)
+        info["compute_capability"] = f"{props.get('major', '?')}.{props.get('minor', '?')}"
+    except Exception as exc:
+        info["error"] = _first_line(exc)
+    try:
+        with cupy.cuda.Device(index):
+            free, _total = cupy.cuda.runtime.memGetInfo()
+        info["free_gib"] = round(free / 2**30, 1)
+    except Exception:
+        pass
+    return info
+
+
+def cuda_facts() -> dict[str, Any]:
+    """CUDA runtime/driver versions as CuPy sees them, plus what the driver side looks like."""
+    facts: dict[str, Any] = {
+        "driver library": _libcuda(),
+        "nvidia-smi": shutil.which("nvidia-smi") or "not found",
+    }
+    if importlib.util.find_spec("cupy") is None:
+        return facts
+    try:
+        import cupy
+
+        facts["CuPy's CUDA runtime"] = _cuda_version(cupy.cuda.runtime.runtimeGetVersion())
+        facts["driver supports CUDA"] = _cuda_version(cupy.cuda.runtime.driverGetVersion())
+    except Exception as exc:
+        facts["CuPy"] = _first_line(exc)
+    return facts
+
+
+def advice_for(reason: str) -> list[str]:
+    """What to do about a ``cuda_status`` reason, in the order worth trying."""
+    r = reason.lower()
+    container = _in_container()
+    if "cupy is not installed" in r:
+        if importlib.util.find_spec("cupy") is None:
+            return ["CuPy is not installed: pip install 'xpnet[cuda12]' (CUDA 12, NVIDIA driver R525 or newer), "
+                    "or `make venv BACKEND=cuda12`, or use the Docker image"]
+        return ["CuPy is installed but does not import: reinstall the build for your CUDA "
+                "(pip install --force-reinstall 'xpnet[cuda12]') and keep exactly one cupy-* package installed "
+                f"(found: {', '.join(_cupy_dists()) or 'none with metadata'})"]
+    if "driver" in r:
+        tips = []
+        if _libcuda().endswith("not found"):
+            if container:
+                tips.append("no NVIDIA driver is visible in this container: run it with --gpus all "
+                            "(Docker needs the NVIDIA Container Toolkit; podman: --device nvidia.com/gpu=all)")
+            else:
+                tips.append("no NVIDIA driver is installed (libcuda.so.1 is missing): install the NVIDIA driver; "
+                            "`nvidia-smi` should then list your GPU")
+        tips.append("if the driver is installed but old: update it to one that supports CUDA 12 (R525 or newer; "
+                    "`nvidia-smi` shows the highest CUDA version it supports), or install the CuPy build that "
+                    "matches it (e.g. cupy-cuda11x for a CUDA 11 driver; see backends/README.md)")
+        return tips
+    if "no cuda device" in r:
+        tips = ["run `nvidia-smi`: it should list the GPU"]
+        if container:
+            tips.append("in Docker, pass the GPU in: docker run --gpus all ...")
+        cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if cvd is not None:
+            tips.append(f"CUDA_VISIBLE_DEVICES={cvd!r} limits the devices CUDA sees; unset it or list real ids")
+        return tips
+    return ["run `nvidia-smi` to check the GPU and driver; in Docker pass --gpus all; check CUDA_VISIBLE_DEVICES"]
+
+
+def diagnose() -> Report:
+    """Everything the doctor prints, as data."""
+    from xpnet import backend
+
+    rep = Report(versions=versions())
+    rep.environment = {k: os.environ.get(k) for k in
+                       ("XPNET_DATA_DIR", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUPY_CACHE_DIR")}
+
+    ok, detail = matmul_check(backend.cpu())
+    rep.checks.append(Check("cpu", "numpy", ok, detail))
+    if importlib.util.find_spec("array_api_strict") is not None:  # the test suite's simulated accelerator
+        import array_api_strict as strict
+
+        ok, detail = matmul_check(backend.wrap(strict, strict.Device("device1"), name="strict"))
+        rep.checks.append(Check("strict", "strict", ok, f"{detail} (tests only)"))
+
+    rep.cuda = cuda_facts()
+    usable, reason, count = backend.cuda_status()
+    rep.cuda["usable"] = usable
+    rep.cuda["reason"] = reason or None
+    rep.cuda["device count"] = count
+    if not usable:
+        rep.checks.append(Check("cuda", "cupy", False, reason))
+        rep.advice = advice_for(reason)
+        return rep
+    for i in range(count):
+        info = _device_info(i)
+        rep.devices.append(info)
+        try:
+            ok, detail = matmul_check(backend.device(f"cuda:{i}"))
+        except Exception as exc:
+            ok, detail = False, f"could not use the device: {_first_line(exc)}"
+        rep.checks.append(Check(f"cuda:{i}", "cupy", ok, detail))
+    if not rep.cuda_ok:
+        rep.advice = ["CUDA devices are visible but the matmul check failed on each: update the NVIDIA driver, "
+                      "check `nvidia-smi` for errors (ECC, Xid), and check the GPU is not out of memory"]
+    return rep
+
+
+def format_report(rep: Report) -> str:
+    lines = ["xpnet doctor", "", "versions"]
+    lines += [f"  {k:<18} {v if v is not None else 'not installed'}" for k, v in rep.versions.items()]
+    lines += ["", "backends (a small matmul on each, checked against the host)"]
+    for c in rep.checks:
+        status = "OK" if c.ok else ("UNUSABLE" if c.name == "cuda" else "FAILED")
+        lines.append(f"  {c.name:<8} {c.library:<6} {status:<9} {c.detail}")
+    lines += ["", "CUDA"]
+    lines += [f"  {k:<22} {v}" for k, v in rep.cuda.items() if k not in ("usable", "reason")]
+    for d in rep.devices:
+        if "error" in d:
+            lines.append(f"  {d['device']:<22} {d['error']}")
+            continue
+        free = f", {d['free_gib']} GiB free" if "free_gib" in d else ""
+        lines.append(f"  {d['device']:<22} {d['name']}, {d['memory_gib']} GiB{free}, "
+                     f"compute capability {d['compute_capability']}")
+    lines += ["", "environment"]
+    lines += [f"  {k:<22} {v if v is not None else '(unset)'}" for k, v in rep.environment.items()]
+    if rep.advice:
+        lines += ["", "advice"] + [f"  - {a}" for a in rep.advice]
+    lines.append("")
+    if not rep.cpu_ok:
+        lines.append("result: the CPU backend does not work: reinstall the dependencies "
+                     "(pip install -r backends/cpu.txt) and run the doctor again")
+    elif rep.cuda_ok:
+        n = sum(c.ok for c in rep.checks if c.name.startswith("cuda:"))
+        lines.append(f"result: CPU works; CUDA works on {n} device(s): --device cuda trains on the GPU")
+    else:
+        lines.append("result: CPU works; CUDA is unusable, so --device cuda warns and trains on the CPU")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xpnet doctor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--require-cuda", action="store_true",
+                        help="exit 2 unless at least one CUDA device passes the check")
+    args = parser.parse_args(argv)
+    try:
+        rep = diagnose()
+    except Exception as exc:  # e.g. NumPy itself does not import
+        print(f"xpnet doctor: xpnet's CPU backend cannot be set up: {_first_line(exc)}", file=sys.stderr)
+        print("  reinstall the dependencies: pip install -r backends/cpu.txt && pip install --no-deps .",
+              file=sys.stderr)
+        return 1
+    if args.json:
+        data = asdict(rep) | {"cpu_ok": rep.cpu_ok, "cuda_ok": rep.cuda_ok}
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(format_report(rep))
+    if not rep.cpu_ok:
+        return 1
+    if args.require_cuda and not rep.cuda_ok:
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
