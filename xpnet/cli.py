@@ -1,0 +1,496 @@
+"""xpnet-train: flags → RunConfig → Trainer, with every failure a one-line message.
+
+Exit codes: 0 trained (also early-stopped), 2 bad input (flags, files named by
+flags; nothing is written), 3 the loss diverged (the last good checkpoint is
+kept), 130 interrupted by Ctrl-C (a checkpoint is saved), 1 anything else.
+
+Everything is checked before the first byte is written: the flags, the device,
+the data, the --resume checkpoint and the --out folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from xpnet import backend
+from xpnet.train import checkpoint as ckpt
+from xpnet.train import config as cfgmod
+from xpnet.train.config import ConfigError, RunConfig
+
+PROG = "xpnet-train"
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+OUTPUTS = ("summary.json", "metrics.csv", "curves.png", ckpt.FILENAME)
+
+_DEFAULTS = RunConfig()
+
+
+class UsageError(Exception):
+    """Bad input found after parsing (a file, a combination of flags): exit 2, one line."""
+
+
+# --- argument types: each error message says what is wanted ------------------------------------
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1 or str(v) != s.strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}")
+    return v
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {s!r}")
+    return v
+
+
+def _float_in(lo: float, hi: float | None, what: str) -> Any:
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            v = math.nan
+        if not math.isfinite(v) or v < lo or (hi is not None and v >= hi):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {s!r}")
+        return v
+
+    return parse
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {s!r}")
+    return v
+
+
+def _hidden(s: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in s.split(",")]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        sizes = ()
+    if not sizes or any(h < 1 for h in sizes):
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive integers like 100,100, got {s!r}")
+    return sizes
+
+
+def _init(s: str) -> str:
+    name = s.strip().lower()
+    if name in cfgmod.INIT_NAMES:
+        return name
+    try:
+        std = float(name)
+    except ValueError:
+        std = math.nan
+    if not (math.isfinite(std) and std > 0):
+        raise argparse.ArgumentTypeError(f"must be he, xavier or a positive std like 0.01, got {s!r}")
+    return repr(std)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags; config flags default to None so a resumed run can tell which ones were given."""
+    d = _DEFAULTS
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train one of the book's nets on MNIST or Fashion-MNIST, on the CPU (NumPy) "
+                    "or an NVIDIA GPU (CuPy). Writes metrics.csv, summary.json, curves.png and "
+                    "checkpoint.npz into --out.",
+        epilog="exit status: 0 trained, 2 bad input, 3 diverged (lower --lr), 130 interrupted "
+               "(continue with --resume OUT/checkpoint.npz)")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=cfgmod.DATASETS, help=f"default {d.dataset}")
+    g.add_argument("--data-dir", metavar="DIR",
+                   help="folder with the IDX files (default: $XPNET_DATA_DIR or xpnet's own lookup)")
+    g.add_argument("--val-split", type=_float_in(0.0, 1.0, "in [0, 1)"), metavar="R",
+                   help="hold out this fraction of the training set for validation (default 0)")
+    g.add_argument("--limit-train", type=_positive_int, metavar="N",
+                   help="train on the first N training images only (quick runs)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=cfgmod.MODELS, help=f"default {d.model}")
+    g.add_argument("--hidden", type=_hidden, metavar="N[,N...]",
+                   help="hidden layer sizes (default: mlp 256,128; two-layer 100; convnet 100; "
+                        "deep-convnet 50)")
+    g.add_argument("--activation", choices=cfgmod.ACTIVATIONS, help="mlp only; default relu")
+    g.add_argument("--init", type=_init, metavar="he|xavier|STD",
+                   help="initial weight scale (default: he for relu, xavier otherwise; 0.01 for "
+                        "two-layer and convnet)")
+    g.add_argument("--batchnorm", action="store_true", default=None, help="mlp only: batch normalisation")
+    g.add_argument("--dropout", type=_float_in(0.0, 1.0, "in [0, 1)"), metavar="R",
+                   help="mlp only: dropout ratio (default 0: off)")
+    g.add_argument("--weight-decay", type=_float_in(0.0, None, "a number >= 0"), metavar="L",
+                   help="L2 weight decay lambda (default 0)")
+    g.add_argument("--dtype", choices=cfgmod.DTYPES, help=f"default {d.dtype}")
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", choices=cfgmod.OPTIMIZERS, help=f"default {d.optimizer}")
+    g.add_argument("--lr", type=_positive_float, help="learning rate (default: the optimizer's own)")
+    g.add_argument("--epochs", type=_positive_int, metavar="N", help=f"default {d.epochs}")
+    g.add_argument("--batch-size", type=_positive_int, metavar="N", help=f"default {d.batch_size}")
+    g.add_argument("--patience", type=_positive_int, metavar="N",
+                   help="stop when validation accuracy has not improved for N epochs (needs --val-split)")
+    g.add_argument("--seed", type=_nonneg_int, help=f"weights, shuffling and dropout (default {d.seed})")
+    g = p.add_argument_group("run")
+    g.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+                   help="auto picks CUDA when usable; cuda without a GPU warns and uses the CPU "
+                        "(default auto)")
+    g.add_argument("--out", metavar="DIR", help="output folder (default runs/<timestamp>; "
+                   "with --resume, the checkpoint's folder)")
+    g.add_argument("--resume", metavar="PATH", help="continue from a checkpoint.npz (or its folder)")
+    g.add_argument("--quiet", action="store_true", help="print only errors and the final summary line")
+    return p
+
+
+# --- messages --------------------------------------------------------------------------------
+
+def _say(msg: str) -> None:
+    print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+
+class _Warnings:
+    """Show each distinct warning once, as one ``xpnet-train: warning: ...`` line."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.seen = quiet, set()
+
+    def show(self, message: Any, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+        # A run on another device than asked for matters even when --quiet.
+        if self.quiet and not issubclass(category, backend.CudaFallbackWarning):
+            return
+        if (category, text) not in self.seen:
+            self.seen.add((category, text))
+            _say(f"warning: {text}")
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``xpnet-train`` and ``scripts/train.py``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():  # restores the caller's warning display afterwards
+            warnings.simplefilter("default")
+            warnings.showwarning = _Warnings(args.quiet).show
+            return _main(parser, args)
+    except KeyboardInterrupt:  # before training started (e.g. while reading the data): nothing written
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _usage(parser: argparse.ArgumentParser, msg: str) -> NoReturn:
+    parser.error(msg)  # prints usage + "xpnet-train: error: msg", exits 2
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        plan = _prepare(parser, args)
+    except UsageError as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
+    return _run(plan)
+
+
+class _Plan:
+    """Everything checked and built, nothing written yet."""
+
+    cfg: RunConfig
+    device: backend.Device
+    net: Any
+    optimizer: Any
+    data: cfgmod.Data
+    out: Path
+    resume: Path | None
+    resume_state: dict[str, Any] | None
+    quiet: bool
+    device_request: str
+
+
+#: Flags that map one to one onto RunConfig fields (argparse dest == field name).
+_CONFIG_FLAGS = ("dataset", "data_dir", "model", "hidden", "activation", "init", "batchnorm", "dropout",
+                 "weight_decay", "optimizer", "lr", "epochs", "batch_size", "val_split", "limit_train",
+                 "seed", "dtype", "patience")
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan:
+    given = {f: getattr(args, f) for f in _CONFIG_FLAGS if getattr(args, f) is not None}
+    plan = _Plan()
+    plan.quiet, plan.device_request = bool(args.quiet), args.device
+    plan.resume, plan.resume_state = None, None
+
+    # 1. The config: from the flags, or from the checkpoint plus the flags a resume may change.
+    if args.resume:
+        plan.resume = Path(args.resume)
+        try:
+            plan.resume_state = ckpt.load(plan.resume)
+            stored = ckpt.read_config(plan.resume_state)
+            cfg = RunConfig.from_dict(stored["run"])
+        except (ckpt.CheckpointError, ConfigError, KeyError, TypeError) as exc:
+            raise UsageError(f"--resume: {exc}") from None
+        if plan.resume.is_dir():
+            plan.resume = plan.resume / ckpt.FILENAME
+        for field, value in given.items():
+            if field in cfgmod.RESUMABLE:
+                setattr(cfg, field, value)
+            elif dataclasses.replace(cfg, **{field: value}).hyper_parameters() != cfg.hyper_parameters():
+                raise UsageError(f"{_flag(field)} {_show(value)} differs from the checkpoint's "
+                                 f"{_show(getattr(cfg, field))}; a resumed run keeps its settings "
+                                 f"(only {', '.join(_flag(f) for f in cfgmod.RESUMABLE[:3])} may change)")
+    else:
+        cfg = RunConfig(**given)
+    try:
+        cfg.validate()
+    except ConfigError as exc:
+        _usage(parser, str(exc))
+    plan.cfg = cfg
+
+    if plan.resume_state is not None:
+        st = ckpt.from_json_array(plan.resume_state["trainer/state"])
+        if int(st["epoch"]) >= cfg.epochs and int(st["step_in_epoch"]) == 0:
+            raise UsageError(f"the checkpoint has already trained {st['epoch']} of {cfg.epochs} epochs; "
+                             f"pass --epochs N with N > {st['epoch']} to train further")
+
+    # 2. The output folder: it must be writable and must not hold another run.
+    plan.out = _choose_out(args.out, plan.resume)
+
+    # 3. The device (warns once when cuda falls back to the CPU).
+    try:
+        plan.device = backend.device(args.device)
+    except backend.DeviceError as exc:
+        _usage(parser, str(exc))
+
+    # 4. Net, optimizer and data: the slow checks (the data is read and decoded here).
+    from xpnet.data import DataError
+
+    try:
+        plan.net = cfgmod.build_net(cfg, plan.device)
+        plan.optimizer = cfgmod.build_optimizer(cfg)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        plan.data = cfgmod.build_data(cfg, plan.device, tuple(plan.net.input_shape))
+    except ConfigError as exc:
+        _usage(parser, str(exc))
+    except (DataError, OSError) as exc:
+        raise UsageError(_one_line(exc)) from None
+    if plan.resume_state is not None:
+        stored_data = ckpt.read_config(plan.resume_state).get("data", {})
+        for key in ("name", "n_train", "n_val", "n_test"):
+            if key in stored_data and stored_data[key] != plan.data.info[key]:
+                raise UsageError(f"--resume: the checkpoint was trained on {key}={stored_data[key]}, "
+                                 f"but the data now gives {plan.data.info[key]}")
+    return plan
+
+
+def _show(v: Any) -> str:
+    return ",".join(map(str, v)) if isinstance(v, tuple | list) else str(v)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def _choose_out(out_arg: str | None, resume: Path | None) -> Path:
+    """Where the run writes; refuse a folder holding another run's files or one we cannot write."""
+    if out_arg:
+        out = Path(out_arg)
+    elif resume is not None:
+        out = resume.parent
+    else:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / stamp
+        n = 2
+        while out.exists():
+            out = Path("runs") / f"{stamp}-{n}"
+            n += 1
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if out.is_dir():
+        taken = [f for f in OUTPUTS if (out / f).exists()]
+        ours = resume is not None and _same_dir(resume.parent, out)
+        if taken and not ours:
+            raise UsageError(f"--out {out} already holds a run ({', '.join(taken)}); choose another --out "
+                             f"or continue it with --resume {out / ckpt.FILENAME}")
+    # The nearest existing ancestor must be a folder we may create things in.
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out} cannot be created or written ({probe} is not a writable folder)")
+    return out
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _make_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".probe.", dir=out)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise UsageError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
+
+
+def _describe_net(cfg: RunConfig, net: Any) -> dict[str, Any]:
+    n_params = sum(math.prod(tuple(p.shape)) for p in net.params.values())
+    return {"name": cfg.model, "class": type(net).__name__, "input_shape": list(net.input_shape),
+            "hidden": list(cfg.hidden_sizes), "n_params": int(n_params)}
+
+
+def _run(plan: _Plan) -> int:
+    from xpnet.train import metrics
+    from xpnet.train.checkpoint import Checkpoint
+    from xpnet.train.metrics import MetricsCSV
+    from xpnet.train.plots import Plot
+    from xpnet.train.progress import ConsoleProgress
+    from xpnet.train.trainer import EarlyStopping, Trainer
+
+    cfg, out, dev = plan.cfg, plan.out, plan.device
+    info = plan.data.info
+    model = _describe_net(cfg, plan.net)
+    callbacks: list[Any] = []
+    if not plan.quiet:
+        callbacks.append(ConsoleProgress(sys.stderr))
+    if cfg.patience is not None:
+        callbacks.append(EarlyStopping(cfg.patience))
+    checkpoint = Checkpoint(out / ckpt.FILENAME)
+    title = f"{info['name']} · {cfg.model} {','.join(map(str, cfg.hidden_sizes))} · {cfg.optimizer} " \
+            f"lr {cfg.resolved_lr():g} · batch {cfg.batch_size}"
+    callbacks += [MetricsCSV(out / "metrics.csv"), Plot(out / "curves.png", title=title), checkpoint]
+    trainer = Trainer(plan.net, plan.optimizer, plan.data.train, epochs=cfg.epochs, evals=plan.data.evals,
+                      callbacks=callbacks,
+                      config={"run": cfg.to_dict(), "data": info, "model": model})
+    if plan.resume_state is not None:
+        try:
+            trainer.load_state_dict(plan.resume_state)
+        except (ValueError, KeyError, TypeError) as exc:
+            _say(f"error: --resume: the checkpoint does not fit this run: {_one_line(exc)}")
+            return EXIT_USAGE
+        checkpoint.saved_step, checkpoint.saved_epoch = trainer.global_step, trainer.epoch
+    try:
+        _make_out(out)
+    except UsageError as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
+
+    if info.get("is_sample"):
+        warnings.warn(f"{info['name']}: training on the small bundled sample ({info['n_train']} images, "
+                      f"from {info['source']}); accuracies are not comparable with the full data set. "
+                      "Point --data-dir or XPNET_DATA_DIR at the full IDX files.", UserWarning, stacklevel=1)
+    started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    summary: dict[str, Any] = {
+        "status": "running",
+        "command": metrics.command_line(),
+        "started": started,
+        "out": str(out),
+        "resumed_from": str(plan.resume) if plan.resume else None,
+        "dataset": info,
+        "device": {"name": dev.name, "backend": dev.backend, "requested": plan.device_request},
+        "model": model,
+        "hyper_parameters": cfg.hyper_parameters(),
+        "versions": metrics.package_versions(),
+        "files": {"metrics": "metrics.csv", "curves": "curves.png", "checkpoint": ckpt.FILENAME},
+    }
+    if plan.resume_state is not None:
+        try:
+            old = _read_json(out / "summary.json")
+            summary["started"] = old.get("started", started)
+        except (OSError, ValueError):
+            pass
+    metrics.write_summary(out / "summary.json", summary)
+
+    if not plan.quiet:
+        where = f"resuming at epoch {trainer.epoch + 1}, step {trainer.global_step}" if plan.resume \
+            else f"{cfg.epochs} epochs of {trainer.steps_per_epoch} steps"
+        _say(f"{cfg.model} {'-'.join(map(str, [*model['input_shape'], *cfg.hidden_sizes, 10]))} "
+             f"({model['n_params']:,} params) on {info['name']} ({info['n_train']} train, {info['n_val']} val, "
+             f"{info['n_test']} test) · {dev.name} ({dev.backend}) · {cfg.optimizer} lr "
+             f"{cfg.resolved_lr():g} · {where} → {out}")
+    t0 = time.perf_counter()
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last epoch's checkpoint
+        summary["status"] = "interrupted"
+        summary["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        metrics.write_summary(out / "summary.json", summary)
+        where = f"; the last checkpoint (epoch {checkpoint.saved_epoch}) is {checkpoint.path}" \
+            if checkpoint.saved_epoch is not None else ""
+        _say(f"interrupted{where}")
+        return EXIT_INTERRUPTED
+    wall = time.perf_counter() - t0
+
+    res = metrics.final_results(result)
+    summary.update(status=result.status, finished=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                   results=res, history=result.history)
+    summary["results"]["wall_seconds_this_session"] = wall
+    metrics.write_summary(out / "summary.json", summary)
+
+    print(_final_line(info["name"], cfg, dev, res, out))
+    if result.status == "diverged":
+        kept = (f"the last good checkpoint (epoch {checkpoint.saved_epoch}) is kept at {checkpoint.path}"
+                if checkpoint.saved_epoch is not None and checkpoint.path.exists()
+                else "no checkpoint was written")
+        _say(f"error: training diverged: {result.reason}. Try a lower --lr (this run used "
+             f"{cfg.resolved_lr():g}); {kept}")
+        return EXIT_DIVERGED
+    if result.status == "interrupted":
+        _say(f"interrupted at epoch {trainer.epoch + 1}, step {trainer.global_step}; checkpoint saved to "
+             f"{checkpoint.path}. Continue with: {PROG} --resume {checkpoint.path}")
+        return EXIT_INTERRUPTED
+    if result.status == "early_stopped" and not plan.quiet:
+        _say(f"stopped early: {result.reason}")
+    return EXIT_OK
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return dict(json.load(f))
+
+
+def _final_line(name: str, cfg: RunConfig, dev: backend.Device, res: dict[str, Any], out: Path) -> str:
+    def acc(k: str) -> str:
+        return f"{res[k]:.4f}" if res.get(k) is not None else "-"
+
+    sps = f"{res['samples_per_s']:,.0f} samples/s" if res.get("samples_per_s") else "- samples/s"
+    return (f"{name} {cfg.model}: test {acc('test_acc')}  val {acc('val_acc')}  train {acc('train_acc')}  "
+            f"{res['epochs']} epochs  {res['seconds']:.1f}s  {sps}  on {dev.name}  [{res['status']}]  → {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

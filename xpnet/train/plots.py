@@ -1,0 +1,91 @@
+"""curves.png: the book's two pictures of a run, loss per step and accuracy per epoch.
+
+Drawn with matplotlib's object API on an Agg canvas, so it never needs a display
+and never changes the global pyplot backend of a program that imports xpnet.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpnet.train.files import atomic_write
+from xpnet.train.trainer import Callback, FitResult, Record, Trainer
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Moving average over ``window`` steps (shorter at the start, so it covers every step)."""
+    if len(values) == 0 or window <= 1:
+        return values.astype(np.float64)
+    c = np.cumsum(np.insert(values.astype(np.float64), 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses: list[float] | np.ndarray,
+                title: str = "") -> Path:
+    """Write the loss and accuracy curves of a run as a PNG (atomically)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+
+    losses = np.asarray(step_losses, dtype=np.float64)
+    steps = np.arange(1, len(losses) + 1)
+    if len(losses):
+        window = max(1, min(100, len(losses) // 20))
+        ax_loss.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.6, label="per step")
+        ax_loss.plot(steps, smooth(losses, window), color="tab:blue", linewidth=1.5,
+                     label=f"moving average ({window} steps)")
+    if history:
+        ax_loss.plot([r["step"] for r in history], [r["train_loss"] for r in history], "o-",
+                     color="tab:red", markersize=4, label="epoch mean")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("training loss")
+    ax_loss.set_title("loss")
+    if len(losses) and np.all(losses[np.isfinite(losses)] > 0) and np.isfinite(losses).any():
+        ax_loss.set_yscale("log")
+    ax_loss.grid(True, alpha=0.3)
+    ax_loss.legend(loc="upper right", fontsize=8)
+
+    epochs = [r["epoch"] for r in history]
+    styles = (("train_acc", "train", "o-"), ("val_acc", "validation", "^-"), ("test_acc", "test", "s--"))
+    for key, label, style in styles:
+        pts = [(e, r[key]) for e, r in zip(epochs, history, strict=True) if r.get(key) is not None]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax_acc.plot(xs, ys, style, markersize=4, label=label)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_title("accuracy")
+    ax_acc.grid(True, alpha=0.3)
+    if history:
+        ax_acc.legend(loc="lower right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+
+    def write(f: Any) -> None:
+        fig.savefig(f, format="png")
+
+    return atomic_write(path, write)
+
+
+class Plot(Callback):
+    """Callback: redraw curves.png after every epoch and when the run ends."""
+
+    def __init__(self, path: str | os.PathLike[str], title: str = "", every_epoch: bool = True) -> None:
+        self.path, self.title, self.every_epoch = Path(path), title, every_epoch
+
+    def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+        if self.every_epoch:
+            plot_curves(self.path, trainer.history, trainer.step_losses, self.title)
+
+    def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
+        plot_curves(self.path, trainer.history, trainer.step_losses, self.title)

@@ -1,0 +1,335 @@
+"""The training loop: mini-batches → one forward+backward → optimizer step, epoch after epoch.
+
+Unlike the book's loop it runs one forward pass per step (the loss of that pass,
+``net.last_loss``, is the step's loss), keeps the per-step losses on the device
+and reads them back every ``log_every`` steps in one transfer, and evaluates
+accuracy in batches on the device. Everything else (early stopping, checkpoints,
+CSV, plots, progress) hangs off :class:`Callback` hooks.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xpnet import backend
+from xpnet.train import checkpoint as ckpt
+
+Record = dict[str, Any]
+
+#: How a fit() ended. "stopped" is a callback's request_stop() (e.g. a step limit).
+STATUSES = ("completed", "early_stopped", "stopped", "interrupted", "diverged")
+
+
+class Callback:
+    """Hooks the Trainer calls; subclass and override what you need (all are no-ops here).
+
+    ``on_log`` gets the host values of the losses read back since the last call, every
+    ``log_every`` steps and at each epoch end: the cheap place for progress output.
+    ``on_step_end`` runs every step, so it must not touch device values.
+    """
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer) -> None: ...
+
+    def on_log(self, trainer: Trainer, losses: list[float]) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, record: Record) -> None: ...
+
+    def on_fit_end(self, trainer: Trainer, result: FitResult) -> None: ...
+
+
+@dataclass
+class FitResult:
+    """What fit() did: its status, why, and the history of epoch records."""
+
+    status: str
+    reason: str
+    epochs: int
+    steps: int
+    seconds: float
+    history: list[Record] = field(default_factory=list)
+
+    @property
+    def last(self) -> Record | None:
+        return self.history[-1] if self.history else None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("completed", "early_stopped", "stopped")
+
+
+class Trainer:
+    """Train ``net`` with ``optimizer`` on batches from ``train_loader`` for ``epochs`` epochs.
+
+    ``evals`` maps a name ("train", "val", "test") to an unshuffled loader; after
+    each epoch the record gets ``<name>_acc`` for each. ``config`` is stored in
+    checkpoints so the run can be rebuilt on resume.
+    """
+
+    def __init__(self, net: Any, optimizer: Any, train_loader: Any, *, epochs: int,
+                 evals: Mapping[str, Iterable[Any]] | None = None, callbacks: Sequence[Any] = (),
+                 log_every: int = 50, config: Mapping[str, Any] | None = None) -> None:
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        if log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {log_every}")
+        self.net = net
+        self.optimizer = optimizer
+        self.loader = train_loader
+        self.epochs = int(epochs)
+        self.evals = dict(evals or {})
+        self.callbacks = list(callbacks)
+        self.log_every = int(log_every)
+        self.config = dict(config or {})
+        self.device: backend.Device = net.device
+        self.history: list[Record] = []
+        self.step_losses: list[float] = []  # host copies, one per step, filled by _flush()
+        self.epoch = 0  # completed epochs
+        self.global_step = 0
+        self.step_in_epoch = 0
+        self.epoch_samples = 0
+        self.epoch_seconds = 0.0  # training time of the unfinished epoch (kept across resume)
+        self.seconds = 0.0  # training + evaluation time of the finished epochs
+        self.stop_status: str | None = None
+        self.stop_reason = ""
+        self._pending: list[Any] = []  # device 0-d losses not read back yet
+        self._interrupted = False
+
+    # --- control -----------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    def request_stop(self, status: str = "stopped", reason: str = "") -> None:
+        """Stop after the current step (mid-epoch) or epoch; the first request wins, except divergence."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown stop status {status!r}; expected one of {STATUSES}")
+        if self.stop_status is None or status == "diverged":
+            self.stop_status, self.stop_reason = status, reason or status
+
+    # --- the loop -------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        """Train until ``epochs`` epochs are done or a stop is requested; Ctrl-C stops cleanly.
+
+        The first Ctrl-C (SIGINT in the main thread) finishes the current step, then the
+        callbacks see status "interrupted" (the checkpoint callback saves); a second one
+        raises KeyboardInterrupt at once.
+        """
+        self.stop_status, self.stop_reason = None, ""
+        started = time.perf_counter()
+        with self._sigint_sets_flag():
+            self._call("on_fit_start")
+            while self.epoch < self.epochs and self.stop_status is None:
+                record = self._run_epoch()
+                if record is not None:
+                    self.history.append(record)
+                    self._call("on_epoch_end", record)
+            status = self.stop_status or "completed"
+            result = FitResult(status, self.stop_reason or status, self.epoch, self.global_step,
+                               time.perf_counter() - started, list(self.history))
+            self._call("on_fit_end", result)
+        # A callback may have found the run diverged at the very end (e.g. the checkpoint check).
+        if self.stop_status == "diverged" and result.status != "diverged":
+            result.status, result.reason = "diverged", self.stop_reason
+        return result
+
+    def _run_epoch(self) -> Record | None:
+        """Train the rest of the current epoch; evaluate and return its record if it finished."""
+        n_steps = self.steps_per_epoch
+        if self.step_in_epoch == 0:
+            self.epoch_samples, self.epoch_seconds = 0, 0.0
+        self._call("on_epoch_start")
+        t0 = time.perf_counter()
+        for x, t in self.loader:
+            grads = self.net.gradient(x, t)
+            self.optimizer.update(self.net.params, grads)
+            self._pending.append(self.net.last_loss)
+            self.global_step += 1
+            self.step_in_epoch += 1
+            self.epoch_samples += int(x.shape[0])
+            if len(self._pending) >= self.log_every:
+                self._flush()
+            self._call("on_step_end")
+            # Never break after an epoch's last batch: the loader must run out to roll over its epoch.
+            if self.stop_status is not None and self.step_in_epoch < n_steps:
+                break
+        self._flush()
+        self.device.synchronize()
+        self.epoch_seconds += time.perf_counter() - t0
+        if self.stop_status == "diverged":
+            return None
+        if self.step_in_epoch < n_steps:
+            return None  # stopped mid-epoch; the checkpoint keeps the loader's position
+        bad = self._nonfinite_param()
+        if bad is not None:
+            self.request_stop("diverged", f"parameter {bad} became NaN or inf at step {self.global_step}")
+            return None
+        t1 = time.perf_counter()
+        accs = {f"{name}_acc": self.evaluate(loader) for name, loader in self.evals.items()}
+        eval_seconds = time.perf_counter() - t1
+        start = self.global_step - self.step_in_epoch
+        losses = self.step_losses[start:self.global_step]
+        self.epoch += 1
+        self.seconds += self.epoch_seconds + eval_seconds
+        record: Record = {
+            "epoch": self.epoch,
+            "step": self.global_step,
+            "train_loss": math.fsum(losses) / len(losses) if losses else float("nan"),
+            **{k: None for k in ("train_acc", "val_acc", "test_acc")},
+            **accs,
+            "train_seconds": self.epoch_seconds,
+            "eval_seconds": eval_seconds,
+            "samples": self.epoch_samples,
+            "samples_per_s": self.epoch_samples / self.epoch_seconds if self.epoch_seconds > 0 else None,
+            "elapsed_seconds": self.seconds,
+        }
+        self.step_in_epoch, self.epoch_samples, self.epoch_seconds = 0, 0, 0.0
+        return record
+
+    def evaluate(self, loader: Iterable[Any]) -> float:
+        """Accuracy of the net over every batch of ``loader`` (one host read per batch)."""
+        correct = total = 0
+        for x, t in loader:
+            n = int(x.shape[0])
+            correct += round(float(self.net.accuracy(x, t, batch_size=n)) * n)
+            total += n
+        return correct / total if total else float("nan")
+
+    def _flush(self) -> None:
+        """Read the pending step losses back in one transfer; a NaN/inf one stops the run."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        xp = self.device.xp
+        values = [float(v) for v in backend.to_host(xp.stack(pending)).tolist()]
+        first = len(self.step_losses)
+        self.step_losses.extend(values)
+        for i, v in enumerate(values):
+            if not math.isfinite(v):
+                self.request_stop("diverged", f"the loss became {v} at step {first + i + 1}")
+                break
+        self._call("on_log", values)
+
+    def _nonfinite_param(self) -> str | None:
+        xp = self.device.xp
+        for name, p in self.net.params.items():
+            if not bool(xp.all(xp.isfinite(p))):
+                return name
+        return None
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(self, *args)
+
+    @contextmanager
+    def _sigint_sets_flag(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self._interrupted = False
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+            self.request_stop("interrupted", "interrupted (Ctrl-C)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # --- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything a resumed run needs, as host arrays under the checkpoint's key layout."""
+        self._flush()
+        out: dict[str, np.ndarray] = {"format": np.asarray(ckpt.FORMAT)}
+        for prefix, part in (("net", self.net), ("optim", self.optimizer), ("loader", self.loader)):
+            for k, v in part.state_dict().items():
+                out[f"{prefix}/{k}"] = np.asarray(backend.to_host(v) if hasattr(v, "__dlpack__") else v)
+        out["trainer/step_losses"] = np.asarray(self.step_losses, dtype=np.float64)
+        out["trainer/history"] = ckpt.json_array(self.history)
+        out["trainer/config"] = ckpt.json_array(self.config)
+        out["trainer/state"] = ckpt.json_array({
+            "epoch": self.epoch, "epochs": self.epochs, "global_step": self.global_step,
+            "step_in_epoch": self.step_in_epoch, "epoch_samples": self.epoch_samples,
+            "epoch_seconds": self.epoch_seconds, "seconds": self.seconds,
+        })
+        return out
+
+    def load_state_dict(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore from :meth:`state_dict` output (or a loaded checkpoint); epochs stays as set."""
+        state = ckpt.from_json_array(arrays["trainer/state"])
+        losses = np.asarray(arrays.get("trainer/step_losses", np.zeros(0)), dtype=np.float64)
+        if len(losses) != int(state["global_step"]):
+            raise ckpt.CheckpointError(f"checkpoint is inconsistent: {len(losses)} step losses for "
+                                       f"{state['global_step']} steps")
+        loader_state = ckpt.scalars(ckpt.section(arrays, "loader"))
+        self.net.load_state_dict(ckpt.section(arrays, "net"))
+        self.optimizer.load_state_dict(ckpt.section(arrays, "optim"))
+        self.loader.load_state_dict(loader_state)
+        self.history = list(ckpt.from_json_array(arrays["trainer/history"]))
+        self.step_losses = [float(v) for v in losses]
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.step_in_epoch = int(state["step_in_epoch"])
+        self.epoch_samples = int(state["epoch_samples"])
+        self.epoch_seconds = float(state["epoch_seconds"])
+        self.seconds = float(state["seconds"])
+        self._pending = []
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` (validation accuracy by default) has not improved for ``patience`` epochs.
+
+    Its state is derived from the trainer's history, so a resumed run carries on counting.
+    """
+
+    def __init__(self, patience: int, monitor: str = "val_acc", min_delta: float = 0.0) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience, self.monitor, self.min_delta = patience, monitor, min_delta
+        self.best: float | None = None
+        self.best_epoch = 0
+
+    def _check(self, trainer: Trainer) -> None:
+        self.best, self.best_epoch = None, 0
+        for rec in trainer.history:
+            v = rec.get(self.monitor)
+            if v is not None and (self.best is None or v > self.best + self.min_delta):
+                self.best, self.best_epoch = v, rec["epoch"]
+        if self.best is not None and trainer.epoch - self.best_epoch >= self.patience:
+            trainer.request_stop("early_stopped", f"{self.monitor} has not improved for {self.patience} "
+                                 f"epochs (best {self.best:.4f} at epoch {self.best_epoch})")
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._check(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+        self._check(trainer)
+
+
+class StopAfterSteps(Callback):
+    """Stop the run after ``max_steps`` steps in total (mid-epoch if need be); handy for tests."""
+
+    def __init__(self, max_steps: int) -> None:
+        self.max_steps = max_steps
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        if trainer.global_step >= self.max_steps:
+            trainer.request_stop("stopped", f"reached {self.max_steps} steps")
