@@ -1,0 +1,27 @@
+"""Datasets and mini-batches: everything the trainer needs to get MNIST onto a device.
+
+- :func:`load_mnist` is the book's entry point (host NumPy arrays);
+- :func:`load_dataset` returns a :class:`Dataset` that records where the data came from;
+- :class:`DataLoader` yields seeded, resumable batches already on a device;
+- :func:`read_idx` / :func:`write_idx` handle the IDX files, raising :class:`DataError`.
+"""
+
+from xpnet.data.datasets import Dataset, SampleDataWarning, load_dataset, load_mnist
+from xpnet.data.idx import DataError, read_idx, write_idx
+from xpnet.data.loader import DataLoader, shuffle_dataset, validation_split
+from xpnet.data.sources import DownloadError, cache_root
+
+__all__ = [
+    "DataError",
+    "DataLoader",
+    "Dataset",
+    "DownloadError",
+    "SampleDataWarning",
+    "cache_root",
+    "load_dataset",
+    "load_mnist",
+    "read_idx",
+    "shuffle_dataset",
+    "validation_split",
+    "write_idx",
+]
