@@ -35,7 +35,7 @@ class Device:
     ``xp`` is the Array API namespace; ``native`` is what ``device=`` takes.
     """
 
-    name: str
+    name: str = field(compare=False)
     xp: ModuleType = field(repr=False)
     native: Any = field(repr=False)
 
@@ -157,13 +157,18 @@ def device_of(x: Any) -> Device:
     return wrap(xp, native)
 
 
-def to_host(x: Any) -> np.ndarray:
-    """Bring any array (NumPy, CuPy, any DLPack-capable Array API array) to a NumPy array."""
-    if isinstance(x, np.ndarray | np.generic) or not hasattr(x, "__dlpack__"):
-        return np.asarray(x)
+def to_host(x: Any, copy: bool = False) -> np.ndarray:
+    """Bring any array (NumPy, CuPy, any DLPack-capable Array API array) to a NumPy array.
+
+    ``copy=True`` guarantees a snapshot that later in-place updates cannot change
+    (a host array, or a DLPack view of one, is otherwise returned as is).
+    """
     if array_api_compat.is_cupy_array(x):
         return x.get()
-    return np.from_dlpack(x)
+    if isinstance(x, np.ndarray | np.generic) or not hasattr(x, "__dlpack__"):
+        return np.array(x, copy=True) if copy else np.asarray(x)
+    host = np.from_dlpack(x)
+    return host.copy() if copy else host
 
 
 def to_device(x: Any, dev: Device, dtype: Any = None) -> Any:

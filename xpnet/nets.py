@@ -89,8 +89,9 @@ class Sequential:
         correct = xp.zeros((), dtype=xp.int64, device=self.device.native)
         n = x.shape[0]
         for i in range(0, n, batch_size):
-            y = self._predict(x[i:i + batch_size, ...], False)
-            hits = xp.argmax(y, axis=1) == xp.astype(labels[i:i + batch_size], xp.int64)
+            j = min(i + batch_size, n)  # out-of-bounds slice stops are not in the Array API
+            y = self._predict(x[i:j, ...], False)
+            hits = xp.argmax(y, axis=1) == xp.astype(labels[i:j], xp.int64)
             correct = correct + xp.sum(xp.astype(hits, xp.int64))
         return int(correct) / n if n else float("nan")
 
@@ -106,10 +107,10 @@ class Sequential:
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this net's behaviour, as host arrays (any device can load it)."""
-        state = {k: to_host(v) for k, v in self.params.items()}
+        state = {k: to_host(v, copy=True) for k, v in self.params.items()}
         for i, layer in enumerate(self._batchnorms(), start=1):
-            state[f"running_mean{i}"] = to_host(layer.running_mean)
-            state[f"running_var{i}"] = to_host(layer.running_var)
+            state[f"running_mean{i}"] = to_host(layer.running_mean, copy=True)
+            state[f"running_var{i}"] = to_host(layer.running_var, copy=True)
         if self.rng is not None:
             state.update({k: to_host(v) for k, v in self.rng.state_dict().items()})
         return state

@@ -60,7 +60,7 @@ class Optimizer:
                                "iter": to_host(self.iter)}
         for slot, arrays in self.state.items():
             for key, a in arrays.items():
-                out[f"{slot}/{key}"] = to_host(a)
+                out[f"{slot}/{key}"] = to_host(a, copy=True)
         out.update(self._pending)
         return out
 

@@ -1,0 +1,41 @@
+"""Small shared test helpers (not fixtures): random device arrays and a fixed dropout mask source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xpnet.backend import Device, to_device, to_host
+
+
+def randn(dev: Device, *shape: int, seed: int = 0, dtype: str = "float64", scale: float = 1.0) -> Any:
+    host = np.random.default_rng(seed).standard_normal(shape) * scale
+    return to_device(host.astype(dtype), dev)
+
+
+def labels(dev: Device, n: int, classes: int, seed: int = 1) -> Any:
+    return to_device(np.random.default_rng(seed).integers(0, classes, n), dev)
+
+
+def host(x: Any) -> np.ndarray:
+    return to_host(x)
+
+
+class FixedRNG:
+    """Stands in for a DeviceRNG: the same uniform numbers for a given shape on every call (fixed dropout masks)."""
+
+    def __init__(self, dev: Device, seed: int = 7) -> None:
+        self.dev, self.seed, self.cache = dev, seed, {}
+
+    def random(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        if shape not in self.cache:
+            u = np.random.default_rng([self.seed, *shape]).random(shape)
+            self.cache[shape] = to_device(u, self.dev, dtype=dtype)
+        return self.cache[shape]
+
+    def state_dict(self) -> dict[str, str]:
+        return {"rng": "{}"}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
