@@ -26,7 +26,8 @@ def test_label_count_and_range_are_checked(dev: Device) -> None:
     x = randn(dev, 5, 4, dtype="float32")
     with pytest.raises(ValueError, match="t has 4 labels for 5 samples"):
         net.loss(x, to_device(np.array([0, 1, 2, 0]), dev))
-    with pytest.raises(ValueError, match=r"labels out of range: expected class indices in \[0, 3\), got min 0 and max 7"):
+    out_of_range = r"labels out of range: expected class indices in \[0, 3\), got min 0 and max 7"
+    with pytest.raises(ValueError, match=out_of_range):
         net.gradient(x, to_device(np.array([0, 1, 7, 2, 0]), dev))
     with pytest.raises(ValueError, match=r"one-hot labels shape \(5, 4\) does not match output shape \(5, 3\)"):
         net.loss(x, to_device(np.zeros((5, 4), np.float32), dev))
@@ -47,7 +48,8 @@ def test_arrays_from_another_library_or_device_are_refused(strict_dev: Device) -
     import array_api_strict as strict
 
     host_side = strict.asarray(np.zeros((2, 4), np.float32))  # the strict library's CPU device
-    with pytest.raises(ValueError, match="x is on device .*CPU_DEVICE.* but the net's parameters are on strict:device1"):
+    wrong_device = "x is on device .*CPU_DEVICE.* but the net's parameters are on strict:device1"
+    with pytest.raises(ValueError, match=wrong_device):
         net.predict(host_side)
     x = strict_dev.asarray(np.zeros((2, 4), np.float32))
     with pytest.raises(ValueError, match="t is on device"):
