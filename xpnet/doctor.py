@@ -107,7 +107,7 @@ def versions() -> dict[str, str | None]:
         "numpy": _dist_version("numpy"),
         "array-api-compat": _dist_version("array-api-compat"),
         "cupy": cupy,
-        "array-api-strict": _dist_version("array-api-strict"),
+        "array-api-strict": _dist_version("array-api-strict") or "not installed (only the tests use it)",
     }
 
 
