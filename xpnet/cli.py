@@ -11,15 +11,17 @@ the data, the --resume checkpoint and the --out folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as _dt
+import logging
 import math
 import os
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -166,21 +168,54 @@ def _say(msg: str) -> None:
     print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
 
 
-class _Warnings:
-    """Show each distinct warning once, as one ``xpnet-train: warning: ...`` line."""
+class _Notices:
+    """Show each distinct warning (from ``warnings`` or the ``xpnet`` logger) once, on one line.
+
+    The data module both warns and logs the same message (e.g. when it falls back to
+    the bundled sample), so the two share one memory of what was already said.
+    """
 
     def __init__(self, quiet: bool) -> None:
         self.quiet, self.seen = quiet, set()
 
-    def show(self, message: Any, category: type[Warning], filename: str, lineno: int,
-             file: Any = None, line: str | None = None) -> None:
-        text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
-        # A run on another device than asked for matters even when --quiet.
-        if self.quiet and not issubclass(category, backend.CudaFallbackWarning):
+    def say(self, text: str, always: bool = False) -> None:
+        text = text.strip().splitlines()[0] if text.strip() else "warning"
+        if (self.quiet and not always) or text in self.seen:
             return
-        if (category, text) not in self.seen:
-            self.seen.add((category, text))
-            _say(f"warning: {text}")
+        self.seen.add(text)
+        _say(f"warning: {text}")
+
+    def showwarning(self, message: Any, category: type[Warning], filename: str, lineno: int,
+                    file: Any = None, line: str | None = None) -> None:
+        # A run on another device than asked for matters even with --quiet.
+        self.say(str(message) or category.__name__, always=issubclass(category, backend.CudaFallbackWarning))
+
+    def handler(self) -> logging.Handler:
+        notices = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                notices.say(record.getMessage())
+
+        return _Handler(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _notices(quiet: bool) -> Iterator[None]:
+    """Route warnings and xpnet's log records to one-line messages for the duration of a run."""
+    notices = _Notices(quiet)
+    log = logging.getLogger("xpnet")
+    handler, propagate = notices.handler(), log.propagate
+    log.addHandler(handler)
+    log.propagate = False  # no second copy through the root logger or logging's last resort
+    try:
+        with warnings.catch_warnings():  # restores the caller's warning display afterwards
+            warnings.simplefilter("default")
+            warnings.showwarning = notices.showwarning
+            yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -190,9 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():  # restores the caller's warning display afterwards
-            warnings.simplefilter("default")
-            warnings.showwarning = _Warnings(args.quiet).show
+        with _notices(args.quiet):
             return _main(parser, args)
     except KeyboardInterrupt:  # before training started (e.g. while reading the data): nothing written
         _say("interrupted")
@@ -285,6 +318,8 @@ def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan
         _usage(parser, str(exc))
 
     # 4. Net, optimizer and data: the slow checks (the data is read and decoded here).
+    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
+        raise UsageError(f"--data-dir {cfg.data_dir} is not a folder")
     from xpnet.data import DataError
 
     try:
@@ -407,10 +442,6 @@ def _run(plan: _Plan) -> int:
         _say(f"error: {exc}")
         return EXIT_USAGE
 
-    if info.get("is_sample"):
-        warnings.warn(f"{info['name']}: training on the small bundled sample ({info['n_train']} images, "
-                      f"from {info['source']}); accuracies are not comparable with the full data set. "
-                      "Point --data-dir or XPNET_DATA_DIR at the full IDX files.", UserWarning, stacklevel=1)
     started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     summary: dict[str, Any] = {
         "status": "running",

@@ -31,6 +31,7 @@ def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses
     """Write the loss and accuracy curves of a run as a PNG (atomically)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(11, 4.2), dpi=100)
     FigureCanvasAgg(fig)
@@ -44,8 +45,11 @@ def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses
         ax_loss.plot(steps, smooth(losses, window), color="tab:blue", linewidth=1.5,
                      label=f"moving average ({window} steps)")
     if history:
-        ax_loss.plot([r["step"] for r in history], [r["train_loss"] for r in history], "o-",
-                     color="tab:red", markersize=4, label="epoch mean")
+        # Each epoch's mean loss sits in the middle of the steps it averages.
+        ends = [r["step"] for r in history]
+        mids = [(a + b) / 2 for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        ax_loss.plot(mids, [r["train_loss"] for r in history], "o-", color="tab:red", markersize=4,
+                     label="epoch mean")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_title("loss")
@@ -61,6 +65,7 @@ def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses
         if pts:
             xs, ys = zip(*pts, strict=True)
             ax_acc.plot(xs, ys, style, markersize=4, label=label)
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_title("accuracy")

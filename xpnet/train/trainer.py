@@ -172,9 +172,9 @@ class Trainer:
             return None
         if self.step_in_epoch < n_steps:
             return None  # stopped mid-epoch; the checkpoint keeps the loader's position
-        bad = self._nonfinite_param()
+        bad = self._nonfinite_state()
         if bad is not None:
-            self.request_stop("diverged", f"parameter {bad} became NaN or inf at step {self.global_step}")
+            self.request_stop("diverged", f"{bad} became NaN or inf by step {self.global_step}")
             return None
         t1 = time.perf_counter()
         accs = {f"{name}_acc": self.evaluate(loader) for name, loader in self.evals.items()}
@@ -222,11 +222,16 @@ class Trainer:
                 break
         self._call("on_log", values)
 
-    def _nonfinite_param(self) -> str | None:
-        xp = self.device.xp
-        for name, p in self.net.params.items():
-            if not bool(xp.all(xp.isfinite(p))):
-                return name
+    def _nonfinite_state(self) -> str | None:
+        """The first net state entry (weights, BatchNorm statistics) holding NaN or inf, if any.
+
+        Finite losses do not prove finite weights: the epoch's last update, or a BatchNorm
+        running variance that overflowed, would otherwise reach the evaluation and the checkpoint.
+        """
+        for name, v in self.net.state_dict().items():
+            a = np.asarray(v)
+            if a.dtype.kind in "fc" and not np.isfinite(a).all():
+                return f"net state {name}"
         return None
 
     def _call(self, hook: str, *args: Any) -> None:
