@@ -8,6 +8,7 @@ fraction of a second and a cache made from other files is never reused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
@@ -177,7 +178,8 @@ def _read_cache(path: Path, key: str, spec: DatasetSpec) -> tuple[np.ndarray, ..
     except Exception as exc:  # any failure to read our own cache means: rebuild it, never trust it
         logger.warning("%s: decoded cache %s is corrupt (%s: %s); rebuilding it", spec.name, path,
                        exc.__class__.__name__, exc)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only cache is rebuilt in memory only
+            path.unlink(missing_ok=True)
         return None
     logger.debug("%s: decoded arrays from %s", spec.name, path)
     return tuple(arrays[k] for k in _ARRAYS)
