@@ -211,6 +211,10 @@ def _notices(quiet: bool) -> Iterator[None]:
     try:
         with warnings.catch_warnings():  # restores the caller's warning display afterwards
             warnings.simplefilter("default")
+            # NumPy's overflow/invalid-value warnings only precede a divergence, which the trainer
+            # detects and explains (with a hint) itself.
+            warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered",
+                                    RuntimeWarning)
             warnings.showwarning = notices.showwarning
             yield
     finally:
@@ -290,10 +294,13 @@ def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan
         for field, value in given.items():
             if field in cfgmod.RESUMABLE:
                 setattr(cfg, field, value)
-            elif dataclasses.replace(cfg, **{field: value}).hyper_parameters() != cfg.hyper_parameters():
-                raise UsageError(f"{_flag(field)} {_show(value)} differs from the checkpoint's "
-                                 f"{_show(getattr(cfg, field))}; a resumed run keeps its settings "
-                                 f"(only {', '.join(_flag(f) for f in cfgmod.RESUMABLE[:3])} may change)")
+                continue
+            # Compare resolved values: --hidden 256,128 equals a stored "model default".
+            want, have = dataclasses.replace(cfg, **{field: value}).hyper_parameters(), cfg.hyper_parameters()
+            if want != have:
+                raise UsageError(f"{_flag(field)} {_show(want[field])} differs from the checkpoint's "
+                                 f"{_show(have[field])}; a resumed run keeps its settings "
+                                 f"(only {', '.join(_flag(f) for f in cfgmod.RESUMABLE[:4])} may change)")
     else:
         cfg = RunConfig(**given)
     try:

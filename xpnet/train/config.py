@@ -25,8 +25,9 @@ DEFAULT_HIDDEN = {"two-layer": (100,), "mlp": (256, 128), "convnet": (100,), "de
 #: The book's weight_init_std names for the two named schemes.
 INIT_NAMES = {"he": "relu", "xavier": "sigmoid"}
 
-#: Fields a resumed run may change; everything else must match the checkpoint.
-RESUMABLE = ("epochs", "data_dir", "patience", "eval_batch_size")
+#: Fields a resumed run may change; everything else must match the checkpoint. A lower lr is
+#: what one wants after a divergence; the rest only decide when to stop or where the data is.
+RESUMABLE = ("epochs", "lr", "patience", "data_dir", "eval_batch_size")
 
 
 class ConfigError(ValueError):
@@ -245,14 +246,19 @@ def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...]
             raise ConfigError(f"--limit-train {cfg.limit_train} is larger than the {len(x)} training "
                               f"images of {ds.name}{held}")
         x, t = x[:cfg.limit_train], t[:cfg.limit_train]
+    if cfg.batch_size > len(x):
+        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the {len(x)} training images")
     flatten = len(input_shape) == 1
     common: dict[str, Any] = {"device": dev, "flatten": flatten, "dtype": cfg.dtype}
     train = data.DataLoader(x, t, cfg.batch_size, shuffle=True, seed=cfg.seed, **common)
-    ebs = cfg.eval_batch_size
-    evals = {"train": data.DataLoader(x, t, ebs, shuffle=False, **common)}
+
+    def evaluation(xe: Any, te: Any) -> Any:
+        return data.DataLoader(xe, te, min(cfg.eval_batch_size, len(xe)), shuffle=False, **common)
+
+    evals = {"train": evaluation(x, t)}
     if xv is not None:
-        evals["val"] = data.DataLoader(xv, tv, ebs, shuffle=False, **common)
-    evals["test"] = data.DataLoader(ds.x_test, ds.t_test, ebs, shuffle=False, **common)
+        evals["val"] = evaluation(xv, tv)
+    evals["test"] = evaluation(ds.x_test, ds.t_test)
     info = {"name": ds.name, "source": str(ds.source), "is_sample": bool(ds.is_sample),
             "n_train": int(len(x)), "n_val": int(len(xv)) if xv is not None else 0,
             "n_test": int(len(ds.x_test))}
