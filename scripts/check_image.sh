@@ -4,6 +4,7 @@
 #   scripts/check_image.sh              build the base (once), then `--target smoke` and the runtime image
 #   scripts/check_image.sh --dry-run    check the files the build needs; print the commands, build nothing
 #   scripts/check_image.sh --doctor-only   the smoke stage runs only `xpnet-doctor`, no training
+#   scripts/check_image.sh --apt-base   a base without Python, as NVIDIA's images are: apt installs it
 #
 # Why this way: no image registry is reachable here and there is no Docker engine, so the base is made with
 # debootstrap (Debian bookworm: python3 + venv) and imported into podman; containers cannot be started
@@ -20,13 +21,17 @@ IMAGE=${IMAGE:-localhost/xpnet}
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 SMOKE_ARGS=${SMOKE_ARGS:---device cuda --epochs 1 --limit-train 2000 --quiet --out /tmp/smoke}
 DRY_RUN=0
+BASE_INCLUDE=python3,python3-venv,ca-certificates
 
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
   case $1 in
     --dry-run) DRY_RUN=1 ;;
     --doctor-only) SMOKE_ARGS="" ;;
+    --apt-base)
+      BASE_TAG=localhost/local/debian:bookworm-nopython BASE_ROOT=/tmp/xpnet-base-nopython
+      BASE_INCLUDE=ca-certificates IMAGE=localhost/xpnet-aptbase ;;
     -h | --help) usage; exit 0 ;;
     *) echo "check_image.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -79,9 +84,10 @@ say "base image $BASE_TAG"
 if command -v podman >/dev/null && podman image exists "$BASE_TAG"; then
   echo "reusing $BASE_TAG"
 else
-  if [[ ! -x $BASE_ROOT/usr/bin/python3 ]]; then
-    run rm -rf "$BASE_ROOT"
-    run debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$BASE_ROOT"
+  if [[ ! -f ${BASE_ROOT}.complete ]]; then
+    run rm -rf "$BASE_ROOT" "${BASE_ROOT}.complete"
+    run debootstrap --variant=minbase "--include=$BASE_INCLUDE" bookworm "$BASE_ROOT"
+    run touch "${BASE_ROOT}.complete"
   else
     echo "reusing the debootstrap folder $BASE_ROOT"
   fi
