@@ -7,7 +7,8 @@
 #   docker build --target smoke .                                               # smoke training at build time
 #
 # BASE_IMAGE must be Debian/Ubuntu-like; its CUDA must be 12.x to match cupy-cuda12x (any 12.x runtime runs on a
-# driver >= 525 through CUDA's minor-version compatibility). Python 3.11+ comes from the base, or from apt.
+# driver >= 525 through CUDA's minor-version compatibility). Python comes from the base or from apt and must be
+# 3.11+ (the pinned NumPy and Matplotlib need it), so use ubuntu24.04 bases, not ubuntu22.04 (Python 3.10).
 # scripts/check_image.sh builds this file with podman from a local Debian base (no registry needed).
 ARG BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
 
