@@ -29,6 +29,12 @@ def _cupy() -> backend.Device:
     return backend.device("cuda:0")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never write into the user's real ~/.cache/xpnet: the decoded-data cache goes to a temp folder."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 _MAKERS = {"numpy": backend.cpu, "strict": _strict, "cupy": _cupy}
 
 
