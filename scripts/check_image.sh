@@ -5,6 +5,7 @@
 #   scripts/check_image.sh --dry-run    check the files the build needs; print the commands, build nothing
 #   scripts/check_image.sh --doctor-only   the smoke stage runs only `xpnet-doctor`, no training
 #   scripts/check_image.sh --apt-base   a base without Python, as NVIDIA's images are: apt installs it
+#   scripts/check_image.sh --no-cache   rebuild every layer (downloads every wheel again)
 #
 # Why this way: no image registry is reachable here and there is no Docker engine, so the base is made with
 # debootstrap (Debian bookworm: python3 + venv) and imported into podman; containers cannot be started
@@ -21,14 +22,16 @@ IMAGE=${IMAGE:-localhost/xpnet}
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 SMOKE_ARGS=${SMOKE_ARGS:---device cuda --epochs 1 --limit-train 2000 --quiet --out /tmp/smoke}
 DRY_RUN=0
+NO_CACHE=()
 BASE_INCLUDE=python3,python3-venv,ca-certificates
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
   case $1 in
     --dry-run) DRY_RUN=1 ;;
     --doctor-only) SMOKE_ARGS="" ;;
+    --no-cache) NO_CACHE=(--no-cache) ;;
     --apt-base)
       BASE_TAG=localhost/local/debian:bookworm-nopython BASE_ROOT=/tmp/xpnet-base-nopython
       BASE_INCLUDE=ca-certificates IMAGE=localhost/xpnet-aptbase ;;
@@ -102,7 +105,7 @@ build=(podman build --isolation=chroot --format docker --build-arg "BASE_IMAGE=$
 say "smoke stage: doctor${SMOKE_ARGS:+, then xpnet-train $SMOKE_ARGS}"
 start=$SECONDS
 # SMOKE_RUN_ID changes on every call, so the smoke step reruns even when every layer is cached.
-run "${build[@]}" --target smoke --build-arg "SMOKE_ARGS=$SMOKE_ARGS" --build-arg "SMOKE_RUN_ID=$(date +%s)" \
+run "${build[@]}" "${NO_CACHE[@]}" --target smoke --build-arg "SMOKE_ARGS=$SMOKE_ARGS" --build-arg "SMOKE_RUN_ID=$(date +%s)" \
   -t "$IMAGE:smoke" -f Dockerfile .
 echo "smoke stage built in $((SECONDS - start)) s"
 
