@@ -258,3 +258,58 @@ def as_strided(x: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
 
         return cupy_as_strided(x, shape=shape, strides=strides)
     return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+
+
+# -- BLAS introspection (benchmarks report it; thread count is the biggest CPU knob) ------------------
+
+_BLAS: list[Any] = []  # [ctypes library, symbol prefix, symbol suffix] once found; [None] if not
+
+
+def _openblas() -> tuple[Any, str, str] | None:
+    """NumPy's bundled OpenBLAS through ctypes, found among the loaded libraries (Linux)."""
+    if not _BLAS:
+        found: tuple[Any, str, str] | None = None
+        try:
+            import ctypes
+
+            with open("/proc/self/maps") as maps:
+                paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+            for path in sorted(paths):
+                lib = ctypes.CDLL(path)
+                for prefix, suffix in (("scipy_openblas_", "64_"), ("openblas_", "64_"), ("openblas_", "")):
+                    if hasattr(lib, f"{prefix}get_num_threads{suffix}"):
+                        found = (lib, prefix, suffix)
+                        break
+                if found:
+                    break
+        except OSError:
+            found = None
+        _BLAS.append(found)
+    return _BLAS[0]
+
+
+def blas_info() -> dict[str, Any]:
+    """Which BLAS NumPy uses, its kernel (e.g. 'Haswell', 'SkylakeX') and its thread count, where known."""
+    import ctypes
+
+    ob = _openblas()
+    if ob is None:
+        return {"name": "unknown", "core": "unknown", "threads": None}
+    lib, prefix, suffix = ob
+    texts = []
+    for fn in ("get_config", "get_corename"):
+        f = getattr(lib, f"{prefix}{fn}{suffix}")
+        f.restype = ctypes.c_char_p
+        texts.append(f().decode(errors="replace").strip())
+    threads = int(getattr(lib, f"{prefix}get_num_threads{suffix}")())
+    return {"name": texts[0], "core": texts[1], "threads": threads}
+
+
+def set_blas_threads(n: int) -> bool:
+    """Set NumPy's OpenBLAS thread count at run time; False where the BLAS is not one we can reach."""
+    ob = _openblas()
+    if ob is None:
+        return False
+    lib, prefix, suffix = ob
+    getattr(lib, f"{prefix}set_num_threads{suffix}")(int(n))
+    return True

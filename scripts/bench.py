@@ -1,0 +1,560 @@
+#!/usr/bin/env python
+"""Training throughput of xpnet side by side with PyTorch eager, on one device, in one run (issue 6).
+
+For each config it times full training steps (``net.gradient`` + ``SGD.update``) on device-resident
+data, reports samples/s (median of the repeats after a warm-up), the peak memory a run adds (host: the
+resident-set high-water mark of a fresh worker process; CUDA: the memory pool), and the same for a
+PyTorch twin of the net (same layers, same initial weights, same batch, dtype and thread count).
+It also prints the compute ceiling: matmul/conv FLOPs per training sample divided by the device's
+measured float32 GEMM rate, and how close each run gets to it.
+
+    python scripts/bench.py                                 # all configs, CPU, all cores
+    python scripts/bench.py --configs mlp --threads 1 --out bench.json
+    python scripts/bench.py --tiny --no-torch --out /tmp/b.json   # a few steps: a smoke test
+
+On machines that pin OPENBLAS_CORETYPE for old OpenBLAS builds, prefix the command with
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` to measure NumPy's native kernel (the table says which ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import xpnet  # noqa: E402
+from xpnet import backend, nets, optim  # noqa: E402
+from xpnet.conv import Convolution, Pooling, out_size  # noqa: E402
+from xpnet.layers import Affine, Flatten, Relu  # noqa: E402
+
+LR = 0.01
+POOL = 4  # distinct device-resident batches cycled through, so no step reuses the previous step's input
+
+
+class BenchError(Exception):
+    """A problem with the request (bad flag value, unusable device, missing data): one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """One benchmark: a net builder, its batch size and its input shape per sample."""
+
+    title: str
+    batch: int
+    input_shape: tuple[int, ...]
+    build: Callable[[backend.Device], nets.Sequential]
+
+
+CONFIGS: dict[str, Config] = {
+    "mlp": Config("MLP 784-100-100-10", 100, (784,),
+                  lambda dev: nets.MultiLayerNet(784, [100, 100], 10, device=dev, seed=0)),
+    "mlp4": Config("MLP 784-[100]*4-10", 128, (784,),
+                   lambda dev: nets.MultiLayerNet(784, [100] * 4, 10, device=dev, seed=0)),
+    "conv": Config("SimpleConvNet 30x5x5, hidden 100", 100, (1, 28, 28),
+                   lambda dev: nets.SimpleConvNet(device=dev, seed=0)),
+}
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+def host_batches(cfg: Config, data: str, pool: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``pool`` host batches of float32 images in [0, 1) and int64 labels: random, or the first MNIST images."""
+    n = cfg.batch * pool
+    if data == "mnist":
+        from xpnet.data import load_mnist
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the bundled 10k-image sample would be a silent substitute
+            try:
+                (x, t), _ = load_mnist(normalize=True, flatten=len(cfg.input_shape) == 1)
+            except Warning as w:
+                raise BenchError(f"--data mnist: real MNIST not found ({w}); set XPNET_DATA_DIR") from None
+        x, t = np.resize(x, (n, *cfg.input_shape)), np.resize(t.astype(np.int64), n)
+    else:
+        rng = np.random.default_rng(0)
+        x = rng.random((n, *cfg.input_shape), dtype=np.float32)
+        t = rng.integers(0, 10, n, dtype=np.int64)
+    b = cfg.batch
+    return [(np.ascontiguousarray(x[i * b:(i + 1) * b]), t[i * b:(i + 1) * b].copy()) for i in range(pool)]
+
+
+# -- the two frameworks ----------------------------------------------------------------------------
+
+class Runner:
+    """Something that can run ``steps`` training steps and say how much work one sample is."""
+
+    name = ""
+
+    def run(self, steps: int) -> None:
+        raise NotImplementedError
+
+    def loss(self) -> float:
+        raise NotImplementedError
+
+
+class XpnetRunner(Runner):
+    name = "xpnet"
+
+    def __init__(self, cfg: Config, dev: backend.Device, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.net = cfg.build(dev)
+        self.opt = optim.SGD(lr=LR)
+        self.dev = dev
+        self.batches = [(xpnet.to_device(x, dev), xpnet.to_device(t, dev)) for x, t in batches]
+        self.i = 0
+
+    def run(self, steps: int) -> None:
+        net, opt, batches = self.net, self.opt, self.batches
+        for _ in range(steps):
+            x, t = batches[self.i % len(batches)]
+            self.i += 1
+            opt.update(net.params, net.gradient(x, t))
+        self.dev.synchronize()
+
+    def loss(self) -> float:
+        return float(self.net.last_loss)
+
+
+def torch_device(dev: backend.Device) -> str | None:
+    """The torch device that matches an xpnet one, or None when this torch build cannot reach it."""
+    import torch
+
+    if dev.backend == "numpy":
+        return "cpu"
+    if dev.backend == "cupy" and torch.cuda.is_available():
+        return dev.name
+    return None
+
+
+def torch_twin(net: nets.Sequential, device: str) -> Any:
+    """A hand-written ``nn.Sequential`` with the same layers and the same initial weights as ``net``."""
+    import torch
+    from torch import nn
+
+    def tensor(a: Any) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(backend.to_host(a, copy=True)))
+
+    mods: list[Any] = []
+    for layer in net.layers:
+        if isinstance(layer, Affine):
+            lin = nn.Linear(*layer.W.shape)
+            lin.weight.data = tensor(layer.W).T.contiguous()
+            lin.bias.data = tensor(layer.b)
+            mods.append(lin)
+        elif isinstance(layer, Convolution):
+            fn, c, fh, fw = layer.W.shape
+            conv = nn.Conv2d(c, fn, (fh, fw), stride=layer.stride, padding=layer.pad)
+            conv.weight.data, conv.bias.data = tensor(layer.W), tensor(layer.b)
+            mods.append(conv)
+        elif isinstance(layer, Relu):
+            mods.append(nn.ReLU())
+        elif isinstance(layer, Pooling):
+            mods.append(nn.MaxPool2d((layer.pool_h, layer.pool_w), stride=layer.stride, padding=layer.pad))
+        elif isinstance(layer, Flatten):
+            mods.append(nn.Flatten())
+        else:
+            raise BenchError(f"no PyTorch twin for layer {type(layer).__name__}")
+    return nn.Sequential(*mods).to(device)
+
+
+class TorchRunner(Runner):
+    name = "torch"
+
+    def __init__(self, net: nets.Sequential, device: str, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = torch_twin(net, device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
+        self.lossf = torch.nn.CrossEntropyLoss()
+        self.device = device
+        self.batches = [(torch.from_numpy(x).to(device), torch.from_numpy(t).to(device)) for x, t in batches]
+        self.i = 0
+        self.last: Any = None
+
+    def run(self, steps: int) -> None:
+        model, opt, lossf, batches = self.model, self.opt, self.lossf, self.batches
+        for _ in range(steps):
+            x, t = batches[self.i % len(batches)]
+            self.i += 1
+            opt.zero_grad(set_to_none=True)
+            loss = lossf(model(x), t)
+            loss.backward()
+            opt.step()
+            self.last = loss
+        if self.device != "cpu":
+            self.torch.cuda.synchronize()
+
+    def loss(self) -> float:
+        return float(self.last.detach())
+
+
+# -- the compute ceiling -------------------------------------------------------------------------------
+
+def flops_per_sample(net: nets.Sequential) -> int:
+    """Matmul/conv FLOPs of one training sample: forward + 2x backward, minus skipped input gradients.
+
+    Needs one forward pass first (a convolution learns its output size from its input).
+    """
+    total = 0
+    for layer in net.layers:
+        if isinstance(layer, Affine):
+            fwd = 2 * layer.W.shape[0] * layer.W.shape[1]
+        elif isinstance(layer, Convolution):
+            fn, c, fh, fw = layer.W.shape
+            _, _, h, w = layer.x_shape
+            fwd = 2 * fn * c * fh * fw * out_size(h, fh, layer.stride, layer.pad) * out_size(w, fw, layer.stride,
+                                                                                             layer.pad)
+        else:
+            continue
+        total += fwd + fwd + (fwd if getattr(layer, "need_dx", True) else 0)  # forward, dW, dx
+    return total
+
+
+GEMM_SHAPES = ((100, 784, 100), (784, 100, 100), (512, 512, 512))
+
+
+def gemm_rates(dev: backend.Device, with_torch: bool, tiny: bool) -> dict[str, dict[str, float]]:
+    """Float32 GEMM GFLOP/s for a few relevant shapes (median of 5), on xpnet's device and in torch."""
+    rng = np.random.default_rng(1)
+    out: dict[str, dict[str, float]] = {}
+    for m, k, n in GEMM_SHAPES:
+        a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+        reps = 2 if tiny else max(5, int(3e8 / (2 * m * k * n)))
+        key = f"{m}x{k}x{n}"
+        xa, xb = xpnet.to_device(a, dev), xpnet.to_device(b, dev)
+        out.setdefault("xpnet", {})[key] = _gemm_rate(xa, xb, dev.synchronize, reps)
+        if with_torch:
+            import torch
+
+            tdev = torch_device(dev)
+            ta, tb = torch.from_numpy(a).to(tdev), torch.from_numpy(b).to(tdev)
+            sync = torch.cuda.synchronize if tdev != "cpu" else (lambda: None)
+            out.setdefault("torch", {})[key] = _gemm_rate(ta, tb, sync, reps)
+    return out
+
+
+def _gemm_rate(a: Any, b: Any, sync: Callable[[], None], reps: int) -> float:
+    a @ b
+    sync()
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync()
+        times.append((time.perf_counter() - t0) / reps)
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / statistics.median(times) / 1e9
+
+
+# -- memory: a fresh worker process per (framework, config) ---------------------------------------------
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def measure_memory(runner: Runner, steps: int, dev: backend.Device) -> float:
+    """MiB a training run adds on top of model + data: the peak over a warm-up and ``steps`` steps."""
+    if dev.backend == "cupy" or (isinstance(runner, TorchRunner) and runner.device != "cpu"):
+        return _device_memory(runner, steps)
+    import resource
+
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak-RSS mark (Linux >= 4.0), so the delta is this run's alone
+        before = _rss_kib("VmRSS")
+        runner.run(1 + steps)
+        return (_rss_kib("VmHWM") - before) / 1024
+    except OSError:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        runner.run(1 + steps)
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def _device_memory(runner: Runner, steps: int) -> float:
+    if isinstance(runner, TorchRunner):
+        torch = runner.torch
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        runner.run(1 + steps)
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    import cupy
+
+    pool = cupy.get_default_memory_pool()
+    before = pool.used_bytes()
+    runner.run(1 + steps)
+    return (pool.total_bytes() - before) / 2**20  # the pool keeps what it needed at the peak
+
+
+def memory_worker(spec: dict[str, Any]) -> None:
+    """Child process: build one runner, measure, print one JSON line."""
+    set_threads(int(spec["threads"]), torch_too=spec["framework"] == "torch")
+    dev = backend.device(spec["device"])
+    cfg = CONFIGS[spec["config"]]
+    batches = host_batches(cfg, spec["data"], POOL)
+    runner: Runner
+    if spec["framework"] == "torch":
+        runner = TorchRunner(cfg.build(dev), torch_device(dev) or "cpu", batches)
+        runner.torch.ones(8, 8) @ runner.torch.ones(8, 8)  # BLAS buffers exist before the baseline
+    else:
+        runner = XpnetRunner(cfg, dev, batches)
+        dev.synchronize()
+        np.ones((8, 8), np.float32) @ np.ones((8, 8), np.float32)
+    print(json.dumps({"peak_mem_mib": measure_memory(runner, int(spec["steps"]), dev)}))
+
+
+def memory_in_worker(spec: dict[str, Any]) -> float | None:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"bench.py: warning: memory worker for {spec['framework']}/{spec['config']} failed: {last}",
+              file=sys.stderr)
+        return None
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["peak_mem_mib"])
+
+
+# -- timing -------------------------------------------------------------------------------------------
+
+def set_threads(n: int, torch_too: bool) -> dict[str, Any]:
+    """Same intra-op thread count for NumPy's BLAS and for torch; returns what each really uses."""
+    backend.set_blas_threads(n)
+    got: dict[str, Any] = {"xpnet_blas": backend.blas_info()["threads"]}
+    if torch_too:
+        import torch
+
+        torch.set_num_threads(n)
+        got["torch"] = torch.get_num_threads()
+    return got
+
+
+def time_runners(runners: list[Runner], repeats: int, tiny: bool) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Seconds per step for each runner, repeats interleaved (a, b, b, a, ...) so load drift hits both alike."""
+    steps: dict[str, int] = {}
+    first_loss = {}
+    for r in runners:
+        r.run(1)  # same weights, same batch: the first loss agrees between frameworks (a sanity check)
+        first_loss[r.name] = r.loss()
+        r.run(0 if tiny else 3)  # warm-up: first-call allocations, BLAS buffers, lazy kernels
+        t0 = time.perf_counter()
+        r.run(1)
+        once = time.perf_counter() - t0
+        steps[r.name] = 1 if tiny else max(3, min(2000, round(0.3 / max(once, 1e-6))))
+    per_step: dict[str, list[float]] = {r.name: [] for r in runners}
+    for rep in range(repeats):
+        for r in runners if rep % 2 == 0 else runners[::-1]:
+            t0 = time.perf_counter()
+            r.run(steps[r.name])
+            per_step[r.name].append((time.perf_counter() - t0) / steps[r.name])
+    return per_step, first_loss
+
+
+def bench_config(name: str, args: argparse.Namespace, dev: backend.Device, use_torch: bool) -> dict[str, Any]:
+    cfg = CONFIGS[name]
+    batches = host_batches(cfg, args.data, POOL)
+    runners: list[Runner] = [XpnetRunner(cfg, dev, batches)]
+    xp_runner = runners[0]
+    assert isinstance(xp_runner, XpnetRunner)
+    if use_torch:
+        runners.append(TorchRunner(xp_runner.net, torch_device(dev) or "cpu", batches))
+    per_step, first_loss = time_runners(runners, args.repeats, args.tiny)
+    flops = flops_per_sample(xp_runner.net)
+    row: dict[str, Any] = {"config": name, "title": cfg.title, "batch": cfg.batch, "dtype": "float32",
+                           "flops_per_sample": flops}
+    mem_steps = 1 if args.tiny else 5
+    for r in runners:
+        sps = cfg.batch / statistics.median(per_step[r.name])
+        spec = {"framework": r.name, "config": name, "device": dev.name, "threads": args.threads,
+                "data": args.data, "steps": mem_steps}
+        row[r.name] = {"samples_per_s": sps, "step_ms": 1e3 * statistics.median(per_step[r.name]),
+                       "repeats_step_ms": [1e3 * s for s in per_step[r.name]], "first_loss": first_loss[r.name],
+                       "peak_mem_mib": None if args.no_memory else memory_in_worker(spec)}
+    if use_torch:
+        row["ratio"] = row["xpnet"]["samples_per_s"] / row["torch"]["samples_per_s"]
+    return row
+
+
+# -- report -------------------------------------------------------------------------------------------
+
+def machine(dev: backend.Device, threads: dict[str, Any]) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    info: dict[str, Any] = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                            else os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+                            "blas": backend.blas_info(), "device": dev.name, "threads": threads,
+                            "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    if "torch" in threads:
+        import torch
+
+        info["torch"] = torch.__version__
+    return info
+
+
+def fmt_mem(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    m = result["machine"]
+    blas = m["blas"]
+    print(f"device {m['device']} | {m['cpu']}, {m['cores']} cores | numpy {m['numpy']}, "
+          f"BLAS {blas['name'].split('  ')[0]} kernel {blas['core']}, {m['threads'].get('xpnet_blas')} threads"
+          + (f" | torch {m['torch']}, {m['threads']['torch']} threads" if "torch" in m else "")
+          + (f" | load {m['load_avg'][0]:.2f}" if m["load_avg"] else ""))
+    rate = result["matmul_gflops"]
+    print(f"compute ceiling: FLOPs per sample / {rate:.0f} GFLOP/s (best float32 GEMM measured: "
+          f"{result['matmul_best']})")
+    has_torch = any("torch" in row for row in result["results"])
+    head = f"{'config':34} {'batch':>5} {'xpnet/s':>9} {'mem MiB':>7}"
+    if has_torch:
+        head += f" {'torch/s':>9} {'mem MiB':>7} {'xpnet/torch':>11}"
+    head += f" {'MFLOP/sample':>12} {'ceiling/s':>9} {'xpnet %':>7}" + (f" {'torch %':>7}" if has_torch else "")
+    print(head)
+    for row in result["results"]:
+        ceiling = row["ceiling_samples_per_s"]
+        x = row["xpnet"]
+        line = f"{row['title']:34} {row['batch']:5d} {x['samples_per_s']:9.0f} {fmt_mem(x['peak_mem_mib']):>7}"
+        if has_torch:
+            t = row.get("torch")
+            line += (f" {t['samples_per_s']:9.0f} {fmt_mem(t['peak_mem_mib']):>7} {row['ratio']:10.2f}x" if t
+                     else f" {'-':>9} {'-':>7} {'-':>11}")
+        line += f" {row['flops_per_sample'] / 1e6:12.2f} {ceiling:9.0f} {100 * x['samples_per_s'] / ceiling:6.1f}%"
+        if has_torch:
+            line += f" {100 * row['torch']['samples_per_s'] / ceiling:6.1f}%" if "torch" in row else f" {'-':>7}"
+        print(line)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write to a temporary file beside ``path`` and rename it: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# -- command line ---------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--configs", default=",".join(CONFIGS),
+                   help=f"comma-separated, from {', '.join(CONFIGS)} (default: all)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per framework (default 7; --tiny 5)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for both (default: usable cores)")
+    p.add_argument("--tiny", action="store_true", help="a few steps only (for tests)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory workers")
+    p.add_argument("--data", choices=("random", "mnist"), default="random", help="batch contents (default random)")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here (atomically)")
+    p.add_argument("--_memory-worker", dest="memory_worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_worker is not None:
+        return args
+    names = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CONFIGS]
+    if unknown or not names:
+        raise BenchError(f"--configs: unknown config(s) {unknown or names!r}; choose from {', '.join(CONFIGS)}")
+    args.config_names = names
+    if args.repeats is None:
+        args.repeats = 5 if args.tiny else 7
+    if args.repeats < 1:
+        raise BenchError(f"--repeats must be >= 1, got {args.repeats}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    args.threads = cores if args.threads is None else args.threads
+    if args.threads < 1:
+        raise BenchError(f"--threads must be >= 1, got {args.threads}")
+    return args
+
+
+def resolve_device(spec: str) -> backend.Device:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", backend.CudaFallbackWarning)
+        try:
+            return backend.device(spec)
+        except backend.CudaFallbackWarning as w:
+            raise BenchError(str(w).replace(" Falling back to CPU.", "")) from None
+        except backend.DeviceError as e:
+            raise BenchError(str(e)) from None
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.memory_worker is not None:
+        memory_worker(json.loads(args.memory_worker))
+        return 0
+    dev = resolve_device(args.device)
+    use_torch = not args.no_torch and torch_available()
+    if not args.no_torch and not use_torch:
+        print("bench.py: PyTorch is not installed (pip install torch==2.13.0); timing xpnet alone", file=sys.stderr)
+    if use_torch and torch_device(dev) is None:
+        print(f"bench.py: this PyTorch build cannot use {dev.name}; timing xpnet alone", file=sys.stderr)
+        use_torch = False
+    threads = set_threads(args.threads, use_torch)
+    rates = gemm_rates(dev, use_torch, args.tiny)
+    best_lib, best_shape = max(((lib, s) for lib in rates for s in rates[lib]), key=lambda ls: rates[ls[0]][ls[1]])
+    rate = rates[best_lib][best_shape]
+    result: dict[str, Any] = {
+        "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
+        "machine": machine(dev, threads), "gemm_gflops": rates, "matmul_gflops": rate,
+        "matmul_best": f"{best_lib} {best_shape}", "repeats": args.repeats, "tiny": args.tiny, "data": args.data,
+        "results": [],
+    }
+    for name in args.config_names:
+        row = bench_config(name, args, dev, use_torch)
+        row["ceiling_samples_per_s"] = rate * 1e9 / row["flops_per_sample"]
+        result["results"].append(row)
+    print_table(result)
+    if args.out is not None:
+        write_json_atomic(args.out, result)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"bench.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:
+        print(f"bench.py: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
