@@ -288,3 +288,20 @@ def test_conv_net_trains_through_the_same_loop() -> None:
     tr = make(backend.cpu(), net="conv", epochs=3, lr=0.01)
     result = tr.fit()
     assert result.status == "completed" and result.history[-1]["test_acc"] > 0.7  # chance: 0.1
+
+
+def test_progress_lines_and_bar() -> None:
+    import io
+
+    from xpnet.train import ConsoleProgress
+
+    lines = io.StringIO()
+    make(backend.cpu(), epochs=2, callbacks=(ConsoleProgress(lines),)).fit()
+    text = lines.getvalue().splitlines()
+    assert len(text) == 2 and text[0].startswith("epoch 1/2  loss ") and "samples/s" in text[1]
+    assert "train 0." in text[1] and "test 0." in text[1] and "val" not in text[1]
+
+    bar = io.StringIO()
+    make(backend.cpu(), epochs=1, callbacks=(ConsoleProgress(bar, mode="bar"),)).fit()
+    drawn = bar.getvalue()
+    assert "\r" in drawn and "epoch 1/1" in drawn and "samples/s" in drawn and "loss " in drawn

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hold out this fraction of the training set for validation (default 0)")
     g.add_argument("--limit-train", type=_positive_int, metavar="N",
                    help="train on the first N training images only (quick runs)")
+    g.add_argument("--train-eval-size", type=_positive_int, metavar="N",
+                   help="measure train accuracy on the first N training images only (default: all, "
+                        "as the book does; that costs a third of an epoch on a CPU)")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=cfgmod.MODELS, help=f"default {d.model}")
     g.add_argument("--hidden", type=_hidden, metavar="N[,N...]",
@@ -146,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", choices=cfgmod.OPTIMIZERS, help=f"default {d.optimizer}")
     g.add_argument("--lr", type=_positive_float, help="learning rate (default: the optimizer's own)")
-    g.add_argument("--epochs", type=_positive_int, metavar="N", help=f"default {d.epochs}")
+    g.add_argument("--epochs", type=_positive_int, metavar="N",
+                   help=f"epochs in all, counting those a resumed run has done (default {d.epochs})")
     g.add_argument("--batch-size", type=_positive_int, metavar="N", help=f"default {d.batch_size}")
     g.add_argument("--patience", type=_positive_int, metavar="N",
                    help="stop when validation accuracy has not improved for N epochs (needs --val-split)")
@@ -267,7 +271,7 @@ class _Plan:
 #: Flags that map one to one onto RunConfig fields (argparse dest == field name).
 _CONFIG_FLAGS = ("dataset", "data_dir", "model", "hidden", "activation", "init", "batchnorm", "dropout",
                  "weight_decay", "optimizer", "lr", "epochs", "batch_size", "val_split", "limit_train",
-                 "seed", "dtype", "patience")
+                 "seed", "dtype", "patience", "train_eval_size")
 
 
 def _flag(field: str) -> str:
@@ -300,7 +304,8 @@ def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan
             if want != have:
                 raise UsageError(f"{_flag(field)} {_show(want[field])} differs from the checkpoint's "
                                  f"{_show(have[field])}; a resumed run keeps its settings "
-                                 f"(only {', '.join(_flag(f) for f in cfgmod.RESUMABLE[:4])} may change)")
+                                 f"(only {', '.join(_flag(f) for f in cfgmod.RESUMABLE if f in _CONFIG_FLAGS)} "
+                                 "may change)")
     else:
         cfg = RunConfig(**given)
     try:
@@ -443,6 +448,7 @@ def _run(plan: _Plan) -> int:
             _say(f"error: --resume: the checkpoint does not fit this run: {_one_line(exc)}")
             return EXIT_USAGE
         checkpoint.saved_step, checkpoint.saved_epoch = trainer.global_step, trainer.epoch
+        plan.optimizer.lr = cfg.resolved_lr()  # --lr may change on resume; the stored one must not win
     try:
         _make_out(out)
     except UsageError as exc:
@@ -476,11 +482,14 @@ def _run(plan: _Plan) -> int:
             else f"{cfg.epochs} epochs of {trainer.steps_per_epoch} steps"
         _say(f"{cfg.model} {'-'.join(map(str, [*model['input_shape'], *cfg.hidden_sizes, 10]))} "
              f"({model['n_params']:,} params) on {info['name']} ({info['n_train']} train, {info['n_val']} val, "
-             f"{info['n_test']} test) · {dev.name} ({dev.backend}) · {cfg.optimizer} lr "
-             f"{cfg.resolved_lr():g} · {where} → {out}")
+             f"{info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
+             f"{cfg.resolved_lr():g} | {where} | out: {out}")
     t0 = time.perf_counter()
     try:
         result = trainer.fit()
+    except OSError as exc:  # the disk filled up, the folder went away: say so, keep what was written
+        _say(f"error: cannot write {exc.filename or out}: {exc.strerror or exc}")
+        return EXIT_FAIL
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last epoch's checkpoint
         summary["status"] = "interrupted"
         summary["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -506,8 +515,10 @@ def _run(plan: _Plan) -> int:
              f"{cfg.resolved_lr():g}); {kept}")
         return EXIT_DIVERGED
     if result.status == "interrupted":
-        _say(f"interrupted at epoch {trainer.epoch + 1}, step {trainer.global_step}; checkpoint saved to "
-             f"{checkpoint.path}. Continue with: {PROG} --resume {checkpoint.path}")
+        where = (f"after epoch {trainer.epoch}" if trainer.step_in_epoch == 0 else
+                 f"in epoch {trainer.epoch + 1} at step {trainer.step_in_epoch}/{trainer.steps_per_epoch}")
+        _say(f"interrupted {where}; checkpoint saved to {checkpoint.path}. "
+             f"Continue with: {PROG} --resume {checkpoint.path}")
         return EXIT_INTERRUPTED
     if result.status == "early_stopped" and not plan.quiet:
         _say(f"stopped early: {result.reason}")
@@ -527,7 +538,7 @@ def _final_line(name: str, cfg: RunConfig, dev: backend.Device, res: dict[str, A
 
     sps = f"{res['samples_per_s']:,.0f} samples/s" if res.get("samples_per_s") else "- samples/s"
     return (f"{name} {cfg.model}: test {acc('test_acc')}  val {acc('val_acc')}  train {acc('train_acc')}  "
-            f"{res['epochs']} epochs  {res['seconds']:.1f}s  {sps}  on {dev.name}  [{res['status']}]  → {out}")
+            f"{res['epochs']} epochs  {res['seconds']:.1f}s  {sps}  on {dev.name}  [{res['status']}]  {out}")
 
 
 if __name__ == "__main__":
