@@ -8,6 +8,7 @@ book's loss-curve smoothing, and the book's small mini-batch training loop.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -250,8 +251,9 @@ class Mnist:
     source: dict[str, Any]
 
 
-def load_mnist(ctx: Context, n_train: int | None = None, n_test: int | None = None) -> Mnist:
-    """The first ``n_train``/``n_test`` images of each split (the book slices ``x_train[:n]`` too).
+@functools.lru_cache(maxsize=2)
+def mnist_dataset(data_dir: str | None, quick: bool) -> Any:
+    """xpnet.data's MNIST (uint8 host arrays), loaded once per process.
 
     Full mode insists on the real MNIST (a figure labelled MNIST must be made from it);
     quick mode takes it when it is found and otherwise xpnet's bundled sample.
@@ -262,29 +264,46 @@ def load_mnist(ctx: Context, n_train: int | None = None, n_test: int | None = No
         raise ExperimentError(f"xpnet.data is not available ({exc})") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = load_dataset("mnist", ctx.args.data_dir, download=None if not ctx.quick else False)
-    if ds.is_sample and not ctx.quick:
+        ds = load_dataset("mnist", data_dir, download=False if quick else None)
+    if ds.is_sample and not quick:
         raise ExperimentError("the full MNIST was not found (set XPNET_DATA_DIR or --data-dir to a folder "
                               "holding mnist/ with its four .gz files), and full mode needs it; --quick runs "
                               "on the bundled sample")
-    if ds.is_sample:
-        ctx.notes.append("MNIST not found: quick mode ran on xpnet's bundled sample (MNIST t10k split)")
-        ctx.log("MNIST not found; using the bundled sample (quick mode)")
-    for w in caught:
-        if not issubclass(w.category, UserWarning) or "SAMPLE" not in str(w.message):
+    for w in caught:  # the sample warning is reported by load_mnist below, in one line
+        if w.category.__name__ != "SampleDataWarning":
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ds
 
-    def take(x: np.ndarray, t: np.ndarray, n: int | None) -> tuple[Array, Array]:
+
+def mnist_arrays(data_dir: str | None, quick: bool, n_train: int | None, n_test: int | None
+                 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], dict[str, Any]]:
+    """Host arrays of the first ``n_train``/``n_test`` images of each split, as the book slices ``x[:n]``:
+    float32 in [0, 1], flattened to 784; int64 labels. Plus where they came from.
+    """
+    ds = mnist_dataset(data_dir, quick)
+
+    def take(x: np.ndarray, t: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
         if n is not None and n > x.shape[0]:
             raise ExperimentError(f"asked for {n} images but {ds.name} ({ds.source}) has {x.shape[0]}")
         x, t = x[:n], t[:n]
         xf = x.reshape(x.shape[0], int(np.prod(x.shape[1:]))).astype(np.float32) / np.float32(255.0)
-        return ctx.to_dev(xf), ctx.to_dev(t.astype(np.int64))
+        return xf, t.astype(np.int64)
 
-    x_train, t_train = take(ds.x_train, ds.t_train, n_train)
-    x_test, t_test = take(ds.x_test, ds.t_test, n_test)
-    return Mnist(x_train, t_train, x_test, t_test, {**ds.summary(), "used_train": int(x_train.shape[0]),
-                                                    "used_test": int(x_test.shape[0])})
+    train, test = take(ds.x_train, ds.t_train, n_train), take(ds.x_test, ds.t_test, n_test)
+    source = {**ds.summary(), "used_train": int(train[0].shape[0]), "used_test": int(test[0].shape[0])}
+    return train, test, source
+
+
+def load_mnist(ctx: Context, n_train: int | None = None, n_test: int | None = None) -> Mnist:
+    """MNIST subsets on the experiment's device (see :func:`mnist_arrays`)."""
+    data_dir = None if ctx.args.data_dir is None else str(ctx.args.data_dir)
+    (x_train, t_train), (x_test, t_test), source = mnist_arrays(data_dir, ctx.quick, n_train, n_test)
+    if source["is_sample"]:
+        note = "MNIST not found: quick mode ran on xpnet's bundled sample (MNIST t10k split 8000/2000)"
+        if note not in ctx.notes:
+            ctx.notes.append(note)
+            ctx.log(note)
+    return Mnist(ctx.to_dev(x_train), ctx.to_dev(t_train), ctx.to_dev(x_test), ctx.to_dev(t_test), source)
 
 
 # -- curves and training ---------------------------------------------------------------------------
