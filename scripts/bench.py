@@ -44,6 +44,7 @@ from xpnet.conv import Convolution, Pooling, out_size  # noqa: E402
 from xpnet.layers import Affine, Flatten, Relu  # noqa: E402
 
 LR = 0.01
+COOL_DOWN_S = 0.25
 POOL = 4  # distinct device-resident batches cycled through, so no step reuses the previous step's input
 
 
@@ -362,6 +363,10 @@ def time_runners(runners: list[Runner], repeats: int, tiny: bool) -> tuple[dict[
     per_step: dict[str, list[float]] = {r.name: [] for r in runners}
     for rep in range(repeats):
         for r in runners if rep % 2 == 0 else runners[::-1]:
+            if len(runners) > 1 and not tiny:
+                # Idle BLAS/OpenMP workers spin for up to ~0.1 s before sleeping; let the other
+                # framework's pool park first, or its spinning threads steal this one's cores.
+                time.sleep(COOL_DOWN_S)
             t0 = time.perf_counter()
             r.run(steps[r.name])
             per_step[r.name].append((time.perf_counter() - t0) / steps[r.name])
