@@ -41,6 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from xpnet.backend import Device, DeviceError, device, host_rng, to_device, to_host  # noqa: E402
+from xpnet.data import DataError  # noqa: E402
 
 Array = Any
 FIG_DPI = 80  # small PNGs for the README gallery (each well under 150 KB)
@@ -57,7 +58,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -75,9 +76,6 @@ def _seed(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"seeds are >= 0, got {value}")
     return value
-
-
-positive_int = _positive_int  # for scripts' own flags (--trials, --workers)
 
 
 def make_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -217,15 +215,10 @@ def run(name: str, experiment: Callable[[Context], dict[str, Any]], args: argpar
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (ExperimentError, DeviceError, OSError) as exc:
+    except (ExperimentError, DeviceError, DataError, OSError) as exc:
+        # Messages written for users (xpnet's DataError names the file and the fix); anything else is a bug.
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:
-        # xpnet.data's DataError (a ValueError) carries a message written for users; anything else is a bug.
-        if type(exc).__name__ in ("DataError", "DownloadError", "ChecksumError"):
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-            return 1
-        raise
 
 
 def main_for(name: str, description: str, experiment: Callable[[Context], dict[str, Any]],
@@ -258,10 +251,8 @@ def mnist_dataset(data_dir: str | None, quick: bool) -> Any:
     Full mode insists on the real MNIST (a figure labelled MNIST must be made from it);
     quick mode takes it when it is found and otherwise xpnet's bundled sample.
     """
-    try:
-        from xpnet.data import load_dataset
-    except ImportError as exc:
-        raise ExperimentError(f"xpnet.data is not available ({exc})") from None
+    from xpnet.data import load_dataset
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = load_dataset("mnist", data_dir, download=False if quick else None)
