@@ -8,9 +8,12 @@ This is the only place that knows library names.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -313,3 +316,211 @@ def set_blas_threads(n: int) -> bool:
     lib, prefix, suffix = ob
     getattr(lib, f"{prefix}set_num_threads{suffix}")(int(n))
     return True
+
+
+# -- fast paths: capability checks and the library-specific calls behind them -------------------------
+#
+# Layers and optimizers are written once against the Array API. Where NumPy or CuPy can do the same
+# work with fewer temporaries (``out=``), or in one fused GPU kernel, the helpers below do it; every
+# other library gets the portable expression, which the tests run on array_api_strict.
+
+_NAMESPACES: dict[type, ModuleType] = {}
+_NATIVE: dict[type, ModuleType | None] = {}
+
+
+def namespace(x: Any) -> ModuleType:
+    """``array_namespace(x)``, remembered per array type: layers ask on every pass and the lookup is slow."""
+    ns = _NAMESPACES.get(type(x))
+    if ns is None:
+        ns = _NAMESPACES[type(x)] = array_api_compat.array_namespace(x)
+    return ns
+
+
+def _native(x: Any) -> ModuleType | None:
+    """numpy or cupy itself (not the compat wrapper) when ``x`` is one of their arrays, else None."""
+    if not _FAST[-1]:
+        return None
+    kind = type(x)
+    if kind not in _NATIVE:
+        if array_api_compat.is_numpy_array(x):
+            _NATIVE[kind] = np
+        elif array_api_compat.is_cupy_array(x):
+            import cupy
+
+            _NATIVE[kind] = cupy
+        else:
+            _NATIVE[kind] = None
+    return _NATIVE[kind]
+
+
+def has_out(x: Any) -> bool:
+    """Capability check: NumPy and CuPy functions can write their result into an existing array (``out=``)."""
+    return _native(x) is not None
+
+
+def matmul(a: Any, b: Any, out: Any = None) -> Any:
+    """``a @ b``; with ``out``, the result lands in that array (in place on NumPy/CuPy, copied in elsewhere)."""
+    if out is None:
+        return a @ b
+    lib = _native(out)
+    if lib is not None:
+        return lib.matmul(a, b, out=out)
+    out[...] = a @ b
+    return out
+
+
+def reduce_sum(a: Any, axis: int, out: Any = None) -> Any:
+    """``sum(a, axis=axis)`` (a bias gradient), written into ``out`` when given."""
+    if out is None:
+        return namespace(a).sum(a, axis=axis)
+    lib = _native(out)
+    if lib is not None:
+        return lib.sum(a, axis=axis, out=out)
+    out[...] = namespace(a).sum(a, axis=axis)
+    return out
+
+
+def launch_bound(x: Any) -> bool:
+    """Capability check: on a GPU (CuPy) each operation is a kernel launch, so one big strided copy
+    beats a loop of small ones; on the host the loop of contiguous copies is as fast."""
+    lib = _native(x)
+    return lib is not None and lib is not np
+
+
+_WRITE_THROUGH: dict[tuple[str, str], bool] = {}
+
+
+def views_share_memory(dev: Device) -> bool:
+    """Capability check: does writing into a reshaped slice of an array change the array itself?
+
+    NumPy, CuPy and array_api_strict say yes; the Array API leaves it to the library, so we ask
+    once per device by trying it, and parameters only share one flat buffer where it holds.
+    """
+    key = (dev.backend, str(dev.native))
+    if key not in _WRITE_THROUGH:
+        xp = dev.xp
+        try:
+            buf = xp.zeros(6, dtype=xp.float32, device=dev.native)
+            view = xp.reshape(buf[2:6], (2, 2))
+            view[...] = xp.ones((2, 2), dtype=xp.float32, device=dev.native)
+            view += 1.0
+            _WRITE_THROUGH[key] = float(xp.sum(buf)) == 8.0 and float(buf[0]) == 0.0
+        except Exception:  # a library whose arrays refuse in-place writes: no shared buffer
+            _WRITE_THROUGH[key] = False
+    return _WRITE_THROUGH[key]
+
+
+class FlatParams(dict):
+    """Named arrays that are all views into ONE contiguous 1-D buffer, ``flat``.
+
+    It is a plain dict to everyone (``params["W1"]`` is an array the layer uses), but an optimizer
+    that sees ``flat`` can update every parameter in a handful of vectorised operations instead of
+    a few per parameter. ``order`` sets the buffer order (weights first, so weight decay is one slice);
+    the dict keeps the order of ``shapes`` (the book's W1, b1, W2, ...).
+    """
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], dev: Device, dtype: Any,
+                 order: list[str] | None = None) -> None:
+        super().__init__()
+        sizes = {k: math.prod(s) for k, s in shapes.items()}
+        spans: dict[str, tuple[int, int]] = {}
+        start = 0
+        for k in order if order is not None else shapes:
+            spans[k] = (start, start + sizes[k])
+            start += sizes[k]
+        if set(spans) != set(shapes):
+            raise ValueError("FlatParams: order must name every parameter exactly once")
+        self.device, self.dtype = dev, dtype
+        self.layout = tuple((k, spans[k], tuple(shapes[k])) for k in shapes)
+        self.flat = dev.zeros(start, dtype)
+        xp = dev.xp
+        for k, (a, b), shape in self.layout:
+            super().__setitem__(k, xp.reshape(self.flat[a:b], shape))
+        self._views = dict(self)
+
+    @classmethod
+    def like(cls, other: FlatParams) -> FlatParams:
+        """A zero-filled buffer with the same names, shapes and order (for gradients, optimizer state)."""
+        new = cls.__new__(cls)
+        dict.__init__(new)
+        new.device, new.dtype, new.layout = other.device, other.dtype, other.layout
+        new.flat = other.device.zeros(other.flat.shape[0], other.dtype)
+        xp = other.device.xp
+        for k, (a, b), shape in new.layout:
+            dict.__setitem__(new, k, xp.reshape(new.flat[a:b], shape))
+        new._views = dict(new)
+        return new
+
+    def span(self, key: str) -> tuple[int, int]:
+        for k, ab, _ in self.layout:
+            if k == key:
+                return ab
+        raise KeyError(key)
+
+    def intact(self) -> bool:
+        """True while every name still maps to its view (nobody rebound ``params[key]`` to another array)."""
+        views = self._views
+        return len(self) == len(views) and all(self.get(k) is v for k, v in views.items())
+
+
+def same_flat_layout(a: Any, b: Any) -> bool:
+    """Both are intact FlatParams over the same names, shapes and order: one buffer-wide update fits both."""
+    return (isinstance(a, FlatParams) and isinstance(b, FlatParams)
+            and (a.layout is b.layout or a.layout == b.layout) and a.intact() and b.intact())
+
+
+_FAST = [True]
+
+
+@contextlib.contextmanager
+def portable_only() -> Iterator[None]:
+    """Within this block every fast path is off (no ``out=``, no fused kernels): tests compare the two."""
+    _FAST.append(False)
+    try:
+        yield
+    finally:
+        _FAST.pop()
+
+
+# One fused CUDA kernel per optimizer step and per activation backward: the portable code launches one
+# kernel per operator and round-trips every temporary through GPU memory. Each line below is the
+# optimizer's or layer's portable formula, written in C. Outputs are read-modify-write.
+_CUPY_UPDATES = {
+    "SGD": ("T g, T lr", "T p", "p -= lr * g"),
+    "Momentum": ("T g, T lr, T mom", "T p, T v", "v = mom * v - lr * g; p += v"),
+    "Nesterov": ("T g, T lr, T mom", "T p, T v",
+                 "v = mom * v - lr * g; p += mom * mom * v; p -= ((T)1 + mom) * lr * g"),
+    "AdaGrad": ("T g, T lr", "T p, T h", "h += g * g; p -= lr * g / (sqrt(h) + (T)1e-7)"),
+    "RMSprop": ("T g, T lr, T decay", "T p, T h",
+                "h = decay * h + ((T)1 - decay) * g * g; p -= lr * g / (sqrt(h) + (T)1e-7)"),
+    "Adam": ("T g, T lr_t, T beta1, T beta2", "T p, T m, T v",
+             "m += ((T)1 - beta1) * (g - m); v += ((T)1 - beta2) * (g * g - v); "
+             "p -= lr_t * m / (sqrt(v) + (T)1e-7)"),
+}
+_CUPY_ACTIVATIONS = {
+    "relu": ("T x", "T y", "y = x > (T)0 ? x : (T)0"),
+    "relu_backward": ("T y, T dout", "T dx", "dx = y > (T)0 ? dout : (T)0"),
+    "sigmoid_backward": ("T y, T dout", "T dx", "dx = dout * ((T)1 - y) * y"),
+    "tanh_backward": ("T y, T dout", "T dx", "dx = dout * ((T)1 - y * y)"),
+}
+_KERNELS: dict[str, Any] = {}
+
+
+def fused(name: str, x: Any) -> Any:
+    """The fused CuPy kernel ``name`` when ``x`` is a CuPy array and fast paths are on, else None.
+
+    Optimizer kernels take (g, *hyper-parameters, p, *state) and update p and the state in place;
+    activation kernels take their inputs and return the result.
+    """
+    if not _FAST[-1] or _native(x) is None or _native(x) is np:
+        return None
+    kernel = _KERNELS.get(name)
+    if kernel is None:
+        import cupy
+
+        spec = _CUPY_UPDATES.get(name) or _CUPY_ACTIVATIONS.get(name)
+        if spec is None:
+            return None
+        in_params, out_params, body = spec
+        kernel = _KERNELS[name] = cupy.ElementwiseKernel(in_params, out_params, body, f"xpnet_{name.lower()}")
+    return kernel

@@ -14,7 +14,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from xpnet import gradcheck, init
-from xpnet.backend import Device, device, host_rng, to_device, to_host
+from xpnet.backend import Device, FlatParams, device, host_rng, to_device, to_host, views_share_memory
 from xpnet.conv import Convolution, Pooling, out_size
 from xpnet.functions import is_index_labels
 from xpnet.layers import ACTIVATIONS, Affine, BatchNormalization, Dropout, Flatten, SoftmaxWithLoss
@@ -29,10 +29,18 @@ class Sequential:
 
     ``params`` maps the book's names to the very arrays the layers use, so
     ``optimizer.update(net.params, grads)`` trains the net in place.
+
+    Flat buffers (``flat=None``: wherever the device's views share memory): every parameter is a
+    view into one contiguous buffer (``params`` is then a :class:`~xpnet.backend.FlatParams`), and
+    so is every gradient; layers write their gradients straight into those views, and an optimizer
+    updates the whole buffer in a few operations, however deep the net. ``gradient`` then returns
+    the same dict of views each call, overwritten by the next call. ``flat=False`` keeps one array
+    per parameter, as in the book.
     """
 
     def __init__(self, layers: Sequence[Any], last_layer: Any, *, input_shape: tuple[int, ...],
-                 device: Device, dtype: str, weight_decay_lambda: float = 0.0, rng: Any = None) -> None:
+                 device: Device, dtype: str, weight_decay_lambda: float = 0.0, rng: Any = None,
+                 flat: bool | None = None) -> None:
         self.layers = list(layers)
         self.last_layer = last_layer
         self.input_shape = tuple(input_shape)
@@ -55,6 +63,27 @@ class Sequential:
         # Nobody reads dL/d(input): the first layer can skip computing it (a large saving for a conv).
         if self.layers and hasattr(self.layers[0], "need_dx"):
             self.layers[0].need_dx = False
+        self._grads: FlatParams | None = None
+        self._n_decayed = 0
+        if flat is None:
+            flat = views_share_memory(device)
+        if flat and self.params and len({p.dtype for p in self.params.values()}) == 1:
+            self._flatten()
+
+    def _flatten(self) -> None:
+        """Move every parameter into one flat buffer (weights first) and give layers gradient views."""
+        decayed = [name for name, *_, d in self._slots if d]
+        order = decayed + [name for name, *_, d in self._slots if not d]
+        shapes = {name: tuple(p.shape) for name, p in self.params.items()}
+        dtype = next(iter(self.params.values())).dtype
+        params = FlatParams(shapes, self.device, dtype, order)
+        grads = FlatParams.like(params)
+        for name, layer, attr, grad_attr, _ in self._slots:
+            params[name][...] = getattr(layer, attr)
+            setattr(layer, attr, params[name])
+            layer.grad_out = {**(layer.grad_out or {}), grad_attr: grads[name]}
+        self.params, self._grads = params, grads
+        self._n_decayed = sum(math.prod(shapes[name]) for name in decayed)
 
     # -- the book's API -----------------------------------------------------------------------
     def predict(self, x: Array, train_flg: bool = False) -> Array:
@@ -74,6 +103,16 @@ class Sequential:
         for layer in reversed(self.layers):
             dout = layer.backward(dout)
         lam = self.weight_decay_lambda
+        if self._grads is not None:
+            grads = self._grads
+            for name, layer, _, grad_attr, _ in self._slots:
+                g = getattr(layer, grad_attr)
+                if g is not grads[name]:  # a layer that allocates its own gradient: copy it in
+                    grads[name][...] = g
+            if lam and self._n_decayed:  # the weights lead the buffer: decay is one slice
+                n = self._n_decayed
+                grads.flat[:n] += lam * self.params.flat[:n]
+            return grads
         grads = {}
         for name, layer, attr, grad_attr, decayed in self._slots:
             g = getattr(layer, grad_attr)
@@ -144,8 +183,12 @@ class Sequential:
         loss = self.last_layer.forward(self._predict(x, train_flg), t)
         if self.weight_decay_lambda:
             xp = self.device.xp
-            decay = sum(xp.sum(getattr(layer, attr) ** 2)
-                        for _, layer, attr, _, decayed in self._slots if decayed)
+            if self._grads is not None:
+                w = self.params.flat[:self._n_decayed]
+                decay = xp.sum(w * w)
+            else:
+                decay = sum(xp.sum(getattr(layer, attr) ** 2)
+                            for _, layer, attr, _, decayed in self._slots if decayed)
             loss = loss + 0.5 * self.weight_decay_lambda * decay
         return loss
 
@@ -207,12 +250,12 @@ class TwoLayerNet(Sequential):
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int,
                  weight_init_std: float | str = 0.01, *, device: Device | str | None = None,
-                 seed: int | None = 0, dtype: str = "float32") -> None:
+                 seed: int | None = 0, dtype: str = "float32", flat: bool | None = None) -> None:
         dev, rng = _setup(device, seed, dtype)
         layers = [_affine(rng, input_size, hidden_size, weight_init_std, dev, dtype),
                   ACTIVATIONS["relu"](),
                   _affine(rng, hidden_size, output_size, weight_init_std, dev, dtype)]
-        super().__init__(layers, SoftmaxWithLoss(), input_shape=(input_size,), device=dev, dtype=dtype)
+        super().__init__(layers, SoftmaxWithLoss(), input_shape=(input_size,), device=dev, dtype=dtype, flat=flat)
 
 
 class MultiLayerNet(Sequential):
@@ -225,7 +268,7 @@ class MultiLayerNet(Sequential):
                  activation: str = "relu", weight_init_std: float | str = "relu",
                  weight_decay_lambda: float = 0.0, use_dropout: bool = False, dropout_ratio: float = 0.5,
                  use_batchnorm: bool = False, *, device: Device | str | None = None,
-                 seed: int | None = 0, dtype: str = "float32") -> None:
+                 seed: int | None = 0, dtype: str = "float32", flat: bool | None = None) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
         dev, rng = _setup(device, seed, dtype)
@@ -242,7 +285,7 @@ class MultiLayerNet(Sequential):
         layers.append(_affine(rng, sizes[-1], output_size, weight_init_std, dev, dtype))
         self.hidden_size_list = list(hidden_size_list)
         super().__init__(layers, SoftmaxWithLoss(), input_shape=(input_size,), device=dev, dtype=dtype,
-                         weight_decay_lambda=weight_decay_lambda, rng=drop_rng)
+                         weight_decay_lambda=weight_decay_lambda, rng=drop_rng, flat=flat)
 
 
 class SimpleConvNet(Sequential):
@@ -251,7 +294,8 @@ class SimpleConvNet(Sequential):
     def __init__(self, input_dim: tuple[int, int, int] = (1, 28, 28),
                  conv_param: dict[str, int] | None = None, hidden_size: int = 100, output_size: int = 10,
                  weight_init_std: float | str = 0.01, *, weight_decay_lambda: float = 0.0,
-                 device: Device | str | None = None, seed: int | None = 0, dtype: str = "float32") -> None:
+                 device: Device | str | None = None, seed: int | None = 0, dtype: str = "float32",
+                 flat: bool | None = None) -> None:
         conv_param = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1, **(conv_param or {})}
         dev, rng = _setup(device, seed, dtype)
         c, h, w = input_dim
@@ -263,7 +307,7 @@ class SimpleConvNet(Sequential):
                   _affine(rng, pool_out, hidden_size, weight_init_std, dev, dtype), ACTIVATIONS["relu"](),
                   _affine(rng, hidden_size, output_size, weight_init_std, dev, dtype)]
         super().__init__(layers, SoftmaxWithLoss(), input_shape=tuple(input_dim), device=dev, dtype=dtype,
-                         weight_decay_lambda=weight_decay_lambda)
+                         weight_decay_lambda=weight_decay_lambda, flat=flat)
 
 
 _DEEP_DEFAULTS = (
@@ -287,7 +331,7 @@ class DeepConvNet(Sequential):
                  conv_param_5: dict[str, int] | None = None, conv_param_6: dict[str, int] | None = None,
                  hidden_size: int = 50, output_size: int = 10, *, dropout_ratio: float = 0.5,
                  weight_decay_lambda: float = 0.0, device: Device | str | None = None,
-                 seed: int | None = 0, dtype: str = "float32") -> None:
+                 seed: int | None = 0, dtype: str = "float32", flat: bool | None = None) -> None:
         given = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
         convs = [{**d, **(p or {})} for d, p in zip(_DEEP_DEFAULTS, given, strict=True)]
         dev, rng = _setup(device, seed, dtype)
@@ -306,4 +350,4 @@ class DeepConvNet(Sequential):
                    Dropout(dropout_ratio, rng=drop_rng),
                    _affine(rng, hidden_size, output_size, "he", dev, dtype), Dropout(dropout_ratio, rng=drop_rng)]
         super().__init__(layers, SoftmaxWithLoss(), input_shape=tuple(input_dim), device=dev, dtype=dtype,
-                         weight_decay_lambda=weight_decay_lambda, rng=drop_rng)
+                         weight_decay_lambda=weight_decay_lambda, rng=drop_rng, flat=flat)
