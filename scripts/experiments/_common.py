@@ -58,24 +58,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` for whole numbers >= ``minimum`` (its message names what was wrong)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seeds are >= 0, got {value}")
-    return value
+positive_int = int_at_least(1)  # --trials, --workers, --epochs
 
 
 def make_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -83,7 +80,7 @@ def make_parser(name: str, description: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"{name}.py", description=description)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (cuda without a GPU warns "
                                                     "and runs on the CPU)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed for initial weights, batches and data subsets")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed for initial weights, batches and data subsets")
     p.add_argument("--out", type=Path, default=Path("runs") / "experiments" / name,
                    help="folder for the figure(s) and results.json (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
