@@ -1,0 +1,124 @@
+"""scripts/bench.py: runs in --tiny mode, writes valid JSON atomically, counts FLOPs right, fails in one line.
+
+No timing is asserted: throughput on a shared machine says nothing about correctness.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "scripts" / "bench.py"
+
+
+def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("xpnet_bench", BENCH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_writes_valid_json(tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "bench.json"
+    proc = run("--tiny", "--no-torch", "--configs", "mlp,conv", "--threads", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert [r["config"] for r in data["results"]] == ["mlp", "conv"]
+    assert data["machine"]["threads"]["xpnet_blas"] in (1, None)
+    assert data["matmul_gflops"] > 0 and data["tiny"] is True
+    for row in data["results"]:
+        x = row["xpnet"]
+        assert x["samples_per_s"] > 0 and len(x["repeats_step_ms"]) == 5
+        assert x["peak_mem_mib"] is None or x["peak_mem_mib"] >= 0
+        assert row["ceiling_samples_per_s"] > 0 and "torch" not in row
+    assert [p.name for p in out.parent.iterdir()] == ["bench.json"]  # no temporary left behind
+    assert "MLP 784-100-100-10" in proc.stdout and "xpnet/s" in proc.stdout and "ceiling" in proc.stdout
+
+
+def test_tiny_run_against_pytorch(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
+    out = tmp_path / "b.json"
+    proc = run("--tiny", "--configs", "mlp", "--threads", "1", "--no-memory", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())["results"][0]
+    assert row["ratio"] == pytest.approx(row["xpnet"]["samples_per_s"] / row["torch"]["samples_per_s"])
+    # Same layers, same initial weights, same batch: the first losses agree.
+    assert row["torch"]["first_loss"] == pytest.approx(row["xpnet"]["first_loss"], rel=1e-4)
+    assert "xpnet/torch" in proc.stdout
+
+
+def test_flops_per_sample_counts_forward_and_twice_backward(bench: ModuleType) -> None:
+    from xpnet import nets
+
+    mlp = nets.MultiLayerNet(784, [100, 100], 10, device="cpu")
+    fwd = 2 * (784 * 100 + 100 * 100 + 100 * 10)
+    assert bench.flops_per_sample(mlp) == 3 * fwd - 2 * 784 * 100  # the first layer's dx is skipped
+    conv = nets.SimpleConvNet(device="cpu")
+    conv.predict(conv.device.xp.zeros((1, 1, 28, 28), dtype=conv.device.xp.float32))
+    conv_fwd = 2 * 30 * 25 * 24 * 24
+    affine_fwd = 2 * (4320 * 100 + 100 * 10)
+    assert bench.flops_per_sample(conv) == 2 * conv_fwd + 3 * affine_fwd
+
+
+def test_torch_twin_has_the_same_initial_weights(bench: ModuleType) -> None:
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
+    import numpy as np
+
+    from xpnet import nets
+    from xpnet.backend import to_host
+
+    net = nets.SimpleConvNet((1, 10, 10), {"filter_num": 3, "filter_size": 3}, hidden_size=7, device="cpu")
+    twin = bench.torch_twin(net, "cpu")
+    x = np.random.default_rng(0).random((4, 1, 10, 10), dtype=np.float32)
+    with torch.no_grad():
+        theirs = twin(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(theirs, to_host(net.predict(x)), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--configs", "mlp,resnet"], "unknown config(s) ['resnet']"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--threads", "0"], "--threads must be >= 1"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_bad_requests_fail_in_one_line(args: list[str], message: str) -> None:
+    proc = run("--tiny", "--no-torch", *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench.py: error: ") and message in lines[0], proc.stderr
+
+
+def test_unusable_cuda_is_an_error_not_a_silent_cpu_run() -> None:
+    from xpnet.backend import cuda_status
+
+    ok, reason, _ = cuda_status()
+    if ok:
+        pytest.skip("a CUDA device is visible")
+    proc = run("--tiny", "--no-torch", "--device", "cuda")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CUDA is unusable" in lines[0] and reason in lines[0]
+
+
+def test_unwritable_out_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = run("--tiny", "--no-torch", "--no-memory", "--configs", "mlp", "--out", str(blocker / "b.json"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench.py: error: "), proc.stderr
