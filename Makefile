@@ -23,6 +23,11 @@ $(VENV)/.installed-test: $(VENV)/.installed-$(BACKEND) backends/test.txt
 train: venv
 	$(PY) scripts/train.py $(ARGS)
 
+## Training throughput of xpnet vs PyTorch eager (torch compared when installed: pip install torch==2.13.0).
+.PHONY: bench
+bench: venv
+	$(PY) scripts/bench.py $(BENCH_ARGS)
+
 ## The whole test suite, on every backend in the matrix (numpy, array_api_strict, cupy if visible).
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check xpnet scripts tests

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -524,3 +526,33 @@ def fused(name: str, x: Any) -> Any:
         in_params, out_params, body = spec
         kernel = _KERNELS[name] = cupy.ElementwiseKernel(in_params, out_params, body, f"xpnet_{name.lower()}")
     return kernel
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_HOST_ALLOCATOR: list[bool] = []
+
+
+def keep_freed_host_memory() -> bool:
+    """Ask glibc's malloc to reuse freed blocks instead of handing them back to the kernel (Linux).
+
+    A training step frees and reallocates the same megabyte-sized temporaries every time; by
+    default glibc maps big blocks fresh (and trims the heap back), so each step pays a page fault
+    per 4 KiB of temporaries — measured: more than half the time of a NumPy max-pooling backward
+    pass on a virtual machine. Blocks up to 32 MiB now come from the heap and stay there (the
+    process keeps its peak memory). Process-wide and idempotent; False where it is not glibc.
+    Opt out with XPNET_KEEP_FREED_MEMORY=0.
+    """
+    if not _HOST_ALLOCATOR:
+        ok = False
+        if os.environ.get("XPNET_KEEP_FREED_MEMORY", "1") != "0" and sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL("libc.so.6")
+                ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)) and bool(
+                    libc.mallopt(_M_TRIM_THRESHOLD, 512 * 2**20))
+            except (OSError, AttributeError):
+                ok = False
+        _HOST_ALLOCATOR.append(ok)
+    return _HOST_ALLOCATOR[0]

@@ -14,7 +14,16 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from xpnet import gradcheck, init
-from xpnet.backend import Device, FlatParams, device, host_rng, to_device, to_host, views_share_memory
+from xpnet.backend import (
+    Device,
+    FlatParams,
+    device,
+    host_rng,
+    keep_freed_host_memory,
+    to_device,
+    to_host,
+    views_share_memory,
+)
 from xpnet.conv import Convolution, Pooling, out_size
 from xpnet.functions import is_index_labels
 from xpnet.layers import ACTIVATIONS, Affine, BatchNormalization, Dropout, Flatten, SoftmaxWithLoss
@@ -65,6 +74,8 @@ class Sequential:
             self.layers[0].need_dx = False
         self._grads: FlatParams | None = None
         self._n_decayed = 0
+        if device.is_host:
+            keep_freed_host_memory()  # every step reallocates the same temporaries: skip the page faults
         if flat is None:
             flat = views_share_memory(device)
         if flat and self.params and len({p.dtype for p in self.params.values()}) == 1:
