@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -331,3 +332,17 @@ def test_fused_kernels_are_off_where_they_cannot_run(dev: Device) -> None:
     assert backend.fused("no-such-kernel", x) is None
     with backend.portable_only():
         assert backend.fused("Adam", x) is None
+
+
+def test_keep_freed_host_memory_is_idempotent_and_can_be_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    first = backend.keep_freed_host_memory()
+    assert first is backend.keep_freed_host_memory()
+    code = "from xpnet import backend; print(backend.keep_freed_host_memory())"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {"XPNET_KEEP_FREED_MEMORY": "0", "PATH": "/usr/bin:/bin", "PYTHONPATH": root}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         check=True)
+    assert out.stdout.strip() == "False"
