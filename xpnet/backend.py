@@ -465,10 +465,9 @@ class FlatParams(dict):
         return len(self) == len(views) and all(self.get(k) is v for k, v in views.items())
 
 
-def same_flat_layout(a: Any, b: Any) -> bool:
-    """Both are intact FlatParams over the same names, shapes and order: one buffer-wide update fits both."""
-    return (isinstance(a, FlatParams) and isinstance(b, FlatParams)
-            and (a.layout is b.layout or a.layout == b.layout) and a.intact() and b.intact())
+def same_flat_layout(a: FlatParams, b: FlatParams) -> bool:
+    """Both are intact and hold the same names, shapes and order: one buffer-wide update fits both."""
+    return (a.layout is b.layout or a.layout == b.layout) and a.intact() and b.intact()
 
 
 _FAST = [True]

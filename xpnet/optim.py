@@ -49,20 +49,20 @@ class Optimizer:
                 raise ValueError(f"gradient for {key!r} has shape {tuple(g.shape)}, "
                                  f"parameter has {tuple(p.shape)}")
         self.iter += 1
-        if same_flat_layout(params, grads) and len(grads) == len(params):
-            assert isinstance(params, FlatParams) and isinstance(grads, FlatParams)
-            self._fused_step(params.flat, grads.flat, [self._flat_slot(s, params) for s in self.slots])
+        if isinstance(params, FlatParams) and isinstance(grads, FlatParams) and same_flat_layout(params, grads):
+            # Every parameter at once: the key "*" stands for the whole buffer.
+            self._fused_step("*", params.flat, grads.flat, [self._flat_slot(s, params) for s in self.slots])
             return
         for key, p in params.items():
-            self._fused_step(p, grads[key], [self._slot(s, key, p) for s in self.slots])
+            self._fused_step(key, p, grads[key], [self._slot(s, key, p) for s in self.slots])
 
-    def _fused_step(self, p: Array, g: Array, slots: list[Array]) -> None:
+    def _fused_step(self, key: str, p: Array, g: Array, slots: list[Array]) -> None:
         """One kernel on CuPy (the formula in backend._CUPY_UPDATES), else the portable ``_step``."""
         # Only the classes below name a kernel; a subclass with its own formula must not inherit one.
         name = type(self).__dict__.get("kernel")
         kernel = fused(name, p) if name else None
         if kernel is None:
-            self._step("", p, g, slots)
+            self._step(key, p, g, slots)
         else:
             kernel(g, *self._hyper(), p, *slots)
 
@@ -73,7 +73,7 @@ class Optimizer:
     def _flat_slot(self, slot: str, params: FlatParams) -> Array:
         """One flat state buffer laid out like ``params``; ``state[slot][key]`` are views into it."""
         buf = self._flat.get(slot)
-        if buf is None or buf.layout != params.layout:
+        if buf is None or (buf.layout is not params.layout and buf.layout != params.layout):
             buf = FlatParams.like(params)
             for key, view in buf.items():  # carry over state from per-key updates or a loaded state_dict
                 old = self.state[slot].get(key)
