@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", metavar="DIR", help="output folder (default runs/<timestamp>; "
                    "with --resume, the checkpoint's folder)")
     g.add_argument("--resume", metavar="PATH", help="continue from a checkpoint.npz (or its folder)")
-    g.add_argument("--quiet", action="store_true", help="print only errors, a CUDA fallback warning and the final summary line")
+    g.add_argument("--quiet", action="store_true",
+                   help="print only errors, a CUDA fallback warning and the final summary line")
     return p
 
 
