@@ -145,7 +145,8 @@ def test_resume_gives_bit_identical_weights(tmp_path: Path, mnist_path: Path,
     rc, _, err = run_main(capsys, "--resume", str(tmp_path / "split" / "checkpoint.npz"), "--epochs", "3",
                           "--quiet", "--hidden", "64,32")
     assert rc == 0, err
-    a, b = net_arrays(tmp_path / "straight" / "checkpoint.npz"), net_arrays(tmp_path / "split" / "checkpoint.npz")
+    a = net_arrays(tmp_path / "straight" / "checkpoint.npz")
+    b = net_arrays(tmp_path / "split" / "checkpoint.npz")
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -159,9 +160,10 @@ def test_resume_gives_bit_identical_weights(tmp_path: Path, mnist_path: Path,
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path: Path, mnist_path: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--data-dir", str(mnist_path), "--limit-train", "3000",
-                             "--hidden", "32", "--epochs", "1000", "--device", "cpu", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT)
+    args = ["--data-dir", str(mnist_path), "--limit-train", "3000", "--hidden", "32", "--epochs", "1000",
+            "--device", "cpu", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT)
     assert proc.stderr is not None
     deadline = time.monotonic() + 60
     for line in proc.stderr:  # wait until training is under way

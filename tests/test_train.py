@@ -15,7 +15,16 @@ import pytest
 
 from xpnet import backend, nets, optim
 from xpnet.data import DataLoader, load_dataset
-from xpnet.train import Callback, Checkpoint, CheckpointError, EarlyStopping, MetricsCSV, Plot, StopAfterSteps, Trainer
+from xpnet.train import (
+    Callback,
+    Checkpoint,
+    CheckpointError,
+    EarlyStopping,
+    MetricsCSV,
+    Plot,
+    StopAfterSteps,
+    Trainer,
+)
 from xpnet.train import checkpoint as ckpt
 from xpnet.train.metrics import COLUMNS
 

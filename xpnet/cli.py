@@ -303,9 +303,9 @@ def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan
             # Compare resolved values: --hidden 256,128 equals a stored "model default".
             want, have = dataclasses.replace(cfg, **{field: value}).hyper_parameters(), cfg.hyper_parameters()
             if want != have:
+                changeable = ", ".join(_flag(f) for f in cfgmod.RESUMABLE if f in _CONFIG_FLAGS)
                 raise UsageError(f"{_flag(field)} {_show(want[field])} differs from the checkpoint's "
-                                 f"{_show(have[field])}; a resumed run keeps its settings "
-                                 f"(only {', '.join(_flag(f) for f in cfgmod.RESUMABLE if f in _CONFIG_FLAGS)} "
+                                 f"{_show(have[field])}; a resumed run keeps its settings (only {changeable} "
                                  "may change)")
     else:
         cfg = RunConfig(**given)
@@ -482,8 +482,8 @@ def _run(plan: _Plan) -> int:
         where = f"resuming at epoch {trainer.epoch + 1}, step {trainer.global_step}" if plan.resume \
             else f"{cfg.epochs} epochs of {trainer.steps_per_epoch} steps"
         _say(f"{cfg.model} {'-'.join(map(str, [*model['input_shape'], *cfg.hidden_sizes, 10]))} "
-             f"({model['n_params']:,} params) on {info['name']} ({info['n_train']} train, {info['n_val']} val, "
-             f"{info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
+             f"({model['n_params']:,} params) on {info['name']} ({info['n_train']} train, "
+             f"{info['n_val']} val, {info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
              f"{cfg.resolved_lr():g} | {where} | out: {out}")
     t0 = time.perf_counter()
     try:
@@ -502,8 +502,8 @@ def _run(plan: _Plan) -> int:
     wall = time.perf_counter() - t0
 
     res = metrics.final_results(result)
-    summary.update(status=result.status, finished=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                   results=res, history=result.history)
+    finished = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    summary.update(status=result.status, finished=finished, results=res, history=result.history)
     summary["results"]["wall_seconds_this_session"] = wall
     metrics.write_summary(out / "summary.json", summary)
 

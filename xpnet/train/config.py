@@ -120,7 +120,8 @@ class RunConfig:
         try:
             std = float(name)
         except ValueError:
-            raise ConfigError(f"--init must be he, xavier or a positive std like 0.01, got {name!r}") from None
+            raise ConfigError(f"--init must be he, xavier or a positive std like 0.01, got {name!r}"
+                              ) from None
         if not (math.isfinite(std) and std > 0):
             raise ConfigError(f"--init std must be a positive number, got {name!r}")
 
@@ -230,7 +231,8 @@ def load_data(cfg: RunConfig) -> Any:
     return data.load_dataset(cfg.dataset, data_dir=cfg.data_dir)
 
 
-def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...], dataset: Any = None) -> Data:
+def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...],
+               dataset: Any = None) -> Data:
     """Split, limit and wrap the dataset in loaders that put batches on ``dev``.
 
     The validation set is carved out before --limit-train, so limiting the training
@@ -265,6 +267,7 @@ def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...]
         evals["val"] = evaluation(xv, tv)
     evals["test"] = evaluation(ds.x_test, ds.t_test)
     info = {"name": ds.name, "source": str(ds.source), "is_sample": bool(ds.is_sample),
-            "n_train": int(len(x)), "n_train_eval": int(n_eval), "n_val": int(len(xv)) if xv is not None else 0,
+            "n_train": int(len(x)), "n_train_eval": int(n_eval),
+            "n_val": int(len(xv)) if xv is not None else 0,
             "n_test": int(len(ds.x_test))}
     return Data(train, evals, info)
