@@ -346,3 +346,87 @@ def test_keep_freed_host_memory_is_idempotent_and_can_be_refused(tmp_path: Path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- the fused Convolution → ReLU → max-pool block ------------------------------------------------------
+
+def conv_nets(dev: Device, fuse: bool) -> list[nets.Sequential]:
+    """Conv nets whose pooling fits the block, including sizes the pooling does not tile."""
+    kw: dict[str, Any] = {"device": dev, "dtype": "float64", "seed": 7}
+    made = [
+        nets.SimpleConvNet((2, 9, 9), {"filter_num": 3, "filter_size": 3}, hidden_size=5, output_size=4,
+                           weight_init_std=0.3, **kw),  # 7×7 conv output: the 2×2 pooling drops a row and a column
+        nets.SimpleConvNet((1, 10, 10), {"filter_num": 2, "filter_size": 3, "stride": 2, "pad": 2}, hidden_size=5,
+                           output_size=4, weight_init_std=0.3, weight_decay_lambda=0.1, **kw),
+        nets.DeepConvNet((1, 8, 8), *[{"filter_num": 2}] * 6, hidden_size=5, output_size=4, dropout_ratio=0.0, **kw),
+    ]
+    for net in made:
+        net.fuse = fuse
+    return made
+
+
+def test_conv_nets_run_fused_blocks() -> None:
+    simple, _, deep = conv_nets(backend.cpu(), True)
+    assert [type(b).__name__ for b in simple._fused][:2] == ["ConvReluPool", "Flatten"]
+    assert sum(isinstance(b, conv.ConvReluPool) for b in deep._fused) == 3  # conv2, conv4, conv6 and their pools
+    assert [type(layer).__name__ for layer in simple.layers][:3] == ["Convolution", "Relu", "Pooling"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_fused_and_unfused_conv_nets_train_identically(dev: Device, name: str) -> None:
+    for fused, plain in zip(conv_nets(dev, True), conv_nets(dev, False), strict=True):
+        opt_f, opt_p = optim.create(name, 0.05), optim.create(name, 0.05)
+        losses = []
+        for net, opt in ((fused, opt_f), (plain, opt_p)):
+            out = []
+            for i in range(3):
+                x, t = randn(dev, 5, *net.input_shape, seed=i), labels(dev, 5, 4, seed=i)
+                opt.update(net.params, net.gradient(x, t))
+                out.append(float(net.last_loss))
+            losses.append(out)
+        np.testing.assert_allclose(losses[0], losses[1], rtol=1e-12)
+        for k in plain.params:
+            np.testing.assert_allclose(to_host(fused.params[k]), to_host(plain.params[k]), rtol=1e-11, atol=1e-13,
+                                       err_msg=f"{type(plain).__name__}: {k}")
+
+
+@pytest.mark.parametrize(("k", "stride", "pad"), [(2, 1, 0), (3, 1, 1), (2, 2, 1)])
+def test_fused_block_matches_the_three_layers_with_ties(dev: Device, k: int, stride: int, pad: int) -> None:
+    """Integer inputs give many equal values (and many windows that are all ≤ 0): the first max must win."""
+    host = np.floor(np.random.default_rng(5).standard_normal((3, 2, 11, 10)) * 2.0)
+    W = np.floor(np.random.default_rng(6).standard_normal((4, 2, 3, 3)) * 1.5)
+    b = np.array([0.0, 1.0, -1.0, 0.5])
+    x = to_device(host, dev)
+
+    def layers() -> tuple[conv.Convolution, Relu, conv.Pooling]:
+        return conv.Convolution(to_device(W, dev), to_device(b, dev), stride, pad), Relu(), conv.Pooling(k, k, k)
+
+    c1, r1, p1 = layers()
+    y_ref = p1.forward(r1.forward(c1.forward(x)))
+    c2, _, p2 = layers()
+    block = conv.ConvReluPool(c2, p2)
+    y = block.forward(x)
+    np.testing.assert_array_equal(to_host(y), to_host(y_ref))
+    dout = to_device(np.random.default_rng(7).standard_normal(tuple(y.shape)), dev)
+    dx_ref, dx = c1.backward(r1.backward(p1.backward(dout))), block.backward(dout)
+    np.testing.assert_allclose(to_host(dx), to_host(dx_ref), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(c2.dW), to_host(c1.dW), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(c2.db), to_host(c1.db), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("block", "stride", "pad", "fh"), [(2, 1, 0, 3), (3, 1, 1, 2), (2, 2, 1, 3)])
+def test_block_ordered_im2col_is_a_column_permutation_and_col2im_its_adjoint(
+        dev: Device, block: int, stride: int, pad: int, fh: int) -> None:
+    x = randn(dev, 2, 3, 9, 8)
+    n, oh, ow = 2, conv.out_size(9, fh, stride, pad), conv.out_size(8, fh, stride, pad)
+    bh, bw = oh // block, ow // block
+    plain = to_host(conv.im2col_t(x, fh, fh, stride, pad)).reshape(-1, n, oh, ow)
+    ordered = conv.im2col_t(x, fh, fh, stride, pad, block=block)
+    expect = plain[:, :, :bh * block, :bw * block].reshape(-1, n, bh, block, bw, block).transpose(0, 3, 5, 1, 2, 4)
+    np.testing.assert_array_equal(to_host(ordered), expect.reshape(plain.shape[0], -1))
+    if backend.has_strided_views(x):
+        np.testing.assert_array_equal(to_host(conv.fast_im2col_t(x, fh, fh, stride, pad, block)), to_host(ordered))
+    cols = randn(dev, *ordered.shape, seed=9)
+    lhs = float(dev.xp.sum(ordered * cols))
+    rhs = float(dev.xp.sum(x * conv.col2im_t(cols, tuple(x.shape), fh, fh, stride, pad, block)))
+    assert lhs == pytest.approx(rhs, rel=1e-12)  # <im2col_t(x), c> = <x, col2im_t(c)>

@@ -87,31 +87,54 @@ def _offsets(filter_h: int, filter_w: int, stride: int, out_h: int, out_w: int
             yield y, x, slice(y, y + stride * (out_h - 1) + 1, stride), slice(x, x + stride * (out_w - 1) + 1, stride)
 
 
-def im2col_t(x: Array, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0) -> Array:
-    """(N, C, H, W) → (C·filter_h·filter_w, N·out_h·out_w): ``im2col(x).T``, built row block by row block."""
+def _block_offsets(filter_h: int, filter_w: int, stride: int, block: int, blocks_h: int, blocks_w: int
+                   ) -> Iterator[tuple[int, int, int, int, slice, slice]]:
+    """For each filter position (y, x) and position (py, px) inside a block × block group of output
+    pixels: the slices of the image that feed the output pixels at that group position."""
+    step = stride * block
+    for y in range(filter_h):
+        for x in range(filter_w):
+            for py in range(block):
+                for px in range(block):
+                    r, c = y + stride * py, x + stride * px
+                    yield y, x, py, px, slice(r, r + step * (blocks_h - 1) + 1, step), \
+                        slice(c, c + step * (blocks_w - 1) + 1, step)
+
+
+def im2col_t(x: Array, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0, block: int = 1) -> Array:
+    """(N, C, H, W) → (C·filter_h·filter_w, N·out_h·out_w): ``im2col(x).T``, built row block by row block.
+
+    ``block`` = k > 1 orders the columns for k×k max pooling: output pixel (n, k·i + py, k·j + px)
+    goes to column ((py·k + px)·N + n)·(out_h//k)·(out_w//k) + i·(out_w//k) + j, so each position
+    inside the pooling window is one contiguous block of columns; pixels no window covers are left out.
+    """
     xp = array_namespace(x)
     n, c, h, w = x.shape
-    out_h, out_w = out_size(h, filter_h, stride, pad), out_size(w, filter_w, stride, pad)
+    bh = out_size(h, filter_h, stride, pad) // block
+    bw = out_size(w, filter_w, stride, pad) // block
     img = _pad(x, pad)
-    cols = xp.empty((c, filter_h, filter_w, n, out_h, out_w), dtype=x.dtype, device=x.device)
-    for y, x0, rows, columns in _offsets(filter_h, filter_w, stride, out_h, out_w):
-        cols[:, y, x0, :, :, :] = xp.permute_dims(img[:, :, rows, columns], (1, 0, 2, 3))
-    return xp.reshape(cols, (c * filter_h * filter_w, n * out_h * out_w))
+    cols = xp.empty((c, filter_h, filter_w, block, block, n, bh, bw), dtype=x.dtype, device=x.device)
+    for y, x0, py, px, rows, columns in _block_offsets(filter_h, filter_w, stride, block, bh, bw):
+        cols[:, y, x0, py, px, :, :, :] = xp.permute_dims(img[:, :, rows, columns], (1, 0, 2, 3))
+    return xp.reshape(cols, (c * filter_h * filter_w, block * block * n * bh * bw))
 
 
-def fast_im2col_t(x: Array, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0) -> Array:
+def fast_im2col_t(x: Array, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0, block: int = 1) -> Array:
     """Same result as :func:`im2col_t`, copied out of one strided view of the padded input (NumPy/CuPy)."""
     xp = array_namespace(x)
     n, c, h, w = x.shape
-    out_h, out_w = out_size(h, filter_h, stride, pad), out_size(w, filter_w, stride, pad)
+    bh = out_size(h, filter_h, stride, pad) // block
+    bw = out_size(w, filter_w, stride, pad) // block
     img = _pad(x, pad)
     s0, s1, s2, s3 = img.strides
-    patches = as_strided(img, (c, filter_h, filter_w, n, out_h, out_w), (s1, s2, s3, s0, s2 * stride, s3 * stride))
-    return xp.reshape(patches, (c * filter_h * filter_w, n * out_h * out_w))  # reshape copies, in C order
+    step = stride * block
+    patches = as_strided(img, (c, filter_h, filter_w, block, block, n, bh, bw),
+                         (s1, s2, s3, s2 * stride, s3 * stride, s0, s2 * step, s3 * step))
+    return xp.reshape(patches, (c * filter_h * filter_w, block * block * n * bh * bw))  # copies, in C order
 
 
 def col2im_t(cols: Array, input_shape: tuple[int, ...], filter_h: int, filter_w: int,
-             stride: int = 1, pad: int = 0) -> Array:
+             stride: int = 1, pad: int = 0, block: int = 1) -> Array:
     """The adjoint of :func:`im2col_t`: add every window position's block back into the image.
 
     The image is accumulated channel-major, (C, N, H, W), so each addition reads one contiguous
@@ -119,11 +142,12 @@ def col2im_t(cols: Array, input_shape: tuple[int, ...], filter_h: int, filter_w:
     """
     xp = array_namespace(cols)
     n, c, h, w = input_shape
-    out_h, out_w = out_size(h, filter_h, stride, pad), out_size(w, filter_w, stride, pad)
-    cols = xp.reshape(cols, (c, filter_h, filter_w, n, out_h, out_w))
+    bh = out_size(h, filter_h, stride, pad) // block
+    bw = out_size(w, filter_w, stride, pad) // block
+    cols = xp.reshape(cols, (c, filter_h, filter_w, block, block, n, bh, bw))
     img = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=cols.dtype, device=cols.device)
-    for y, x0, rows, columns in _offsets(filter_h, filter_w, stride, out_h, out_w):
-        img[:, :, rows, columns] += cols[:, y, x0, :, :, :]
+    for y, x0, py, px, rows, columns in _block_offsets(filter_h, filter_w, stride, block, bh, bw):
+        img[:, :, rows, columns] += cols[:, y, x0, py, px, :, :, :]
     return xp.permute_dims(img[:, :, pad:pad + h, pad:pad + w], (1, 0, 2, 3))
 
 
@@ -132,11 +156,12 @@ def fast_im2col(x: Array, filter_h: int, filter_w: int, stride: int = 1, pad: in
     return fast_im2col_t(x, filter_h, filter_w, stride, pad).T
 
 
-def unfold_t(x: Array, filter_h: int, filter_w: int, stride: int, pad: int, fast: bool = True) -> Array:
+def unfold_t(x: Array, filter_h: int, filter_w: int, stride: int, pad: int, fast: bool = True,
+             block: int = 1) -> Array:
     """:func:`im2col_t` through the strided view where that is faster (one kernel on a GPU), else slicing."""
     if fast and has_strided_views(x) and launch_bound(x):
-        return fast_im2col_t(x, filter_h, filter_w, stride, pad)
-    return im2col_t(x, filter_h, filter_w, stride, pad)
+        return fast_im2col_t(x, filter_h, filter_w, stride, pad, block)
+    return im2col_t(x, filter_h, filter_w, stride, pad, block)
 
 
 def unfold(x: Array, filter_h: int, filter_w: int, stride: int, pad: int, fast: bool = True) -> Array:
@@ -163,22 +188,38 @@ class Convolution:
 
     def forward(self, x: Array) -> Array:
         xp = array_namespace(x)
-        fn, c, fh, fw = self.W.shape
-        if x.ndim != 4 or x.shape[1] != c:
-            raise ValueError(f"Convolution: expected input (N, {c}, H, W), got shape {tuple(x.shape)}")
-        n, _, h, w = x.shape
-        out_h, out_w = out_size(h, fh, self.stride, self.pad), out_size(w, fw, self.stride, self.pad)
+        fn = self.W.shape[0]
+        n, out_h, out_w = self._check(x)
         self.x_shape = tuple(x.shape)
-        self.cols = unfold_t(x, fh, fw, self.stride, self.pad, self.fast)  # (C·FH·FW, N·OH·OW)
-        out = xp.reshape(self.W, (fn, -1)) @ self.cols  # one product for the whole batch: (FN, N·OH·OW)
-        out += xp.reshape(self.b, (fn, 1))
+        out = self._product(x, block=1)  # (FN, N·OH·OW)
         return xp.permute_dims(xp.reshape(out, (fn, n, out_h, out_w)), (1, 0, 2, 3))
 
     def backward(self, dout: Array) -> Array:
         xp = array_namespace(dout)
-        fn, c, fh, fw = self.W.shape
         # (N, FN, OH, OW) → (FN, N·OH·OW): free when dout kept the forward's channel-major memory.
-        dout = xp.reshape(xp.permute_dims(dout, (1, 0, 2, 3)), (fn, -1))
+        return self._backward(xp.reshape(xp.permute_dims(dout, (1, 0, 2, 3)), (self.W.shape[0], -1)), block=1)
+
+    # -- shared with ConvReluPool ---------------------------------------------------------------
+    def _check(self, x: Array) -> tuple[int, int, int]:
+        fn, c, fh, fw = self.W.shape
+        if x.ndim != 4 or x.shape[1] != c:
+            raise ValueError(f"Convolution: expected input (N, {c}, H, W), got shape {tuple(x.shape)}")
+        return x.shape[0], out_size(x.shape[2], fh, self.stride, self.pad), out_size(x.shape[3], fw, self.stride,
+                                                                                     self.pad)
+
+    def _product(self, x: Array, block: int) -> Array:
+        """W·cols + b for the whole batch: (FN, output pixels), pixels in ``im2col_t(..., block)`` order."""
+        xp = array_namespace(x)
+        fn, _, fh, fw = self.W.shape
+        self.cols = unfold_t(x, fh, fw, self.stride, self.pad, self.fast, block)  # (C·FH·FW, pixels)
+        out = xp.reshape(self.W, (fn, -1)) @ self.cols
+        out += xp.reshape(self.b, (fn, 1))
+        return out
+
+    def _backward(self, dout: Array, block: int) -> Array:
+        """Gradients from dL/d(output) laid out like :meth:`_product`'s result: (FN, pixels)."""
+        xp = array_namespace(dout)
+        fn, c, fh, fw = self.W.shape
         self.db = reduce_sum(dout, 1, out=self._out("db"))
         dW = self._out("dW")
         dW2 = matmul(dout, self.cols.T, out=None if dW is None else xp.reshape(dW, (fn, -1)))
@@ -186,10 +227,64 @@ class Convolution:
         if not self.need_dx:
             return None
         dcols = xp.reshape(self.W, (fn, -1)).T @ dout
-        return col2im_t(dcols, self.x_shape, fh, fw, self.stride, self.pad)
+        return col2im_t(dcols, self.x_shape, fh, fw, self.stride, self.pad, block)
 
     def _out(self, grad_attr: str) -> Array:
         return None if self.grad_out is None else self.grad_out.get(grad_attr)
+
+
+class ConvReluPool:
+    """Convolution → ReLU → k×k max pooling with stride k, run as one block (a fast path nets use).
+
+    The same function and the same gradients as the three layers, in a pooling-friendly order:
+    the convolution's output pixels are grouped by their position inside the pooling window
+    (``im2col_t(..., block=k)``), so the window max is an element-wise maximum of k² contiguous
+    blocks and its backward pass writes whole blocks — no strided passes. ReLU runs after the
+    pooling, on k² times fewer numbers: max and ReLU commute, and a window whose max is ≤ 0
+    passes no gradient either way. Output pixels no window covers are not computed.
+    """
+
+    params: tuple[tuple[str, str], ...] = ()  # the convolution keeps its parameters and gradients
+    has_train_flag = False
+
+    def __init__(self, conv: Convolution, pool: Pooling) -> None:
+        if not (pool.pad == 0 and pool.stride == pool.pool_h == pool.pool_w):
+            raise ValueError("ConvReluPool needs k×k pooling windows with stride k and no padding")
+        self.conv, self.pool, self.k = conv, pool, pool.pool_h
+
+    def forward(self, x: Array) -> Array:
+        xp = array_namespace(x)
+        conv, k = self.conv, self.k
+        fn = conv.W.shape[0]
+        n, out_h, out_w = conv._check(x)
+        bh, bw = out_size(out_h, k, k, 0), out_size(out_w, k, k, 0)  # the pooled size
+        conv.x_shape = tuple(x.shape)
+        self.blocks = xp.reshape(conv._product(x, block=k), (fn, k * k, n * bh * bw))
+        m = self.blocks[:, 0, :]
+        for j in range(1, k * k):
+            m = xp.maximum(m, self.blocks[:, j, :])
+        self.max = m
+        self.mask = xp.astype(m > 0, x.dtype)
+        return xp.permute_dims(xp.reshape(m * self.mask, (fn, n, bh, bw)), (1, 0, 2, 3))
+
+    def backward(self, dout: Array) -> Array:
+        xp = array_namespace(dout)
+        fn, kk = self.conv.W.shape[0], self.k * self.k
+        d = xp.reshape(xp.permute_dims(dout, (1, 0, 2, 3)), (fn, -1)) * self.mask  # ReLU
+        dblocks = xp.empty_like(self.blocks)
+        free = None  # 1 where no earlier window position has taken the gradient yet (the first max wins)
+        for j in range(kk):
+            hit = xp.astype(self.blocks[:, j, :] == self.max, dout.dtype)
+            if free is not None:
+                hit *= free
+            if j + 1 < kk:
+                if free is None:
+                    free = 1.0 - hit
+                else:
+                    free -= hit
+            hit *= d
+            dblocks[:, j, :] = hit
+        return self.conv._backward(xp.reshape(dblocks, (fn, -1)), block=self.k)
 
 
 class Pooling:

@@ -24,9 +24,9 @@ from xpnet.backend import (
     to_host,
     views_share_memory,
 )
-from xpnet.conv import Convolution, Pooling, out_size
+from xpnet.conv import Convolution, ConvReluPool, Pooling, out_size
 from xpnet.functions import is_index_labels
-from xpnet.layers import ACTIVATIONS, Affine, BatchNormalization, Dropout, Flatten, SoftmaxWithLoss
+from xpnet.layers import ACTIVATIONS, Affine, BatchNormalization, Dropout, Flatten, Relu, SoftmaxWithLoss
 
 Array = Any
 
@@ -45,6 +45,10 @@ class Sequential:
     updates the whole buffer in a few operations, however deep the net. ``gradient`` then returns
     the same dict of views each call, overwritten by the next call. ``flat=False`` keeps one array
     per parameter, as in the book.
+
+    Fused blocks (``fuse = True``): a Convolution → Relu → k×k/stride-k max Pooling run of layers is
+    computed by one :class:`~xpnet.conv.ConvReluPool` (same numbers, far fewer passes over memory).
+    ``layers`` stays the book's list; set ``net.fuse = False`` to run them one by one.
     """
 
     def __init__(self, layers: Sequence[Any], last_layer: Any, *, input_shape: tuple[int, ...],
@@ -72,6 +76,8 @@ class Sequential:
         # Nobody reads dL/d(input): the first layer can skip computing it (a large saving for a conv).
         if self.layers and hasattr(self.layers[0], "need_dx"):
             self.layers[0].need_dx = False
+        self.fuse = True
+        self._fused = _fuse(self.layers)
         self._grads: FlatParams | None = None
         self._n_decayed = 0
         if device.is_host:
@@ -111,7 +117,7 @@ class Sequential:
         x, t = self._check_x(x), self._check_t(t, x)
         self.last_loss = self._loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1.0)
-        for layer in reversed(self.layers):
+        for layer in reversed(self._fused if self.fuse else self.layers):
             dout = layer.backward(dout)
         lam = self.weight_decay_lambda
         if self._grads is not None:
@@ -186,7 +192,7 @@ class Sequential:
         return [layer for layer in self.layers if isinstance(layer, BatchNormalization)]
 
     def _predict(self, x: Array, train_flg: bool) -> Array:
-        for layer in self.layers:
+        for layer in self._fused if self.fuse else self.layers:
             x = layer.forward(x, train_flg) if layer.has_train_flag else layer.forward(x)
         return x
 
@@ -235,6 +241,22 @@ class Sequential:
         if t.shape[0] != n:
             raise ValueError(f"t has {t.shape[0]} labels for {n} samples (x shape {tuple(x.shape)})")
         return t
+
+
+def _fuse(layers: list[Any]) -> list[Any]:
+    """The layers to run: each Convolution → Relu → max-pool run that ConvReluPool can do becomes one block."""
+    plan: list[Any] = []
+    i = 0
+    while i < len(layers):
+        conv, relu, pool = (layers[i:i + 3] + [None, None])[:3]
+        if (isinstance(conv, Convolution) and type(relu) is Relu and isinstance(pool, Pooling)
+                and pool.pad == 0 and pool.stride == pool.pool_h == pool.pool_w):
+            plan.append(ConvReluPool(conv, pool))
+            i += 3
+        else:
+            plan.append(layers[i])
+            i += 1
+    return plan
 
 
 # -- builders: the book's nets ------------------------------------------------------------------
