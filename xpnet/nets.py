@@ -244,13 +244,14 @@ class Sequential:
 
 
 def _fuse(layers: list[Any]) -> list[Any]:
-    """The layers to run: each Convolution → Relu → max-pool run that ConvReluPool can do becomes one block."""
+    """The layers to run: a Convolution → Relu → max-pool run that ConvReluPool can do, and where it pays
+    (no input gradient wanted: the first layer), becomes one block."""
     plan: list[Any] = []
     i = 0
     while i < len(layers):
         conv, relu, pool = (layers[i:i + 3] + [None, None])[:3]
-        if (isinstance(conv, Convolution) and type(relu) is Relu and isinstance(pool, Pooling)
-                and pool.pad == 0 and pool.stride == pool.pool_h == pool.pool_w):
+        if (isinstance(conv, Convolution) and not conv.need_dx and type(relu) is Relu
+                and isinstance(pool, Pooling) and pool.pad == 0 and pool.stride == pool.pool_h == pool.pool_w):
             plan.append(ConvReluPool(conv, pool))
             i += 3
         else:
