@@ -156,6 +156,8 @@ def test_resume_gives_bit_identical_weights(tmp_path: Path, mnist_path: Path,
     assert [r["test_acc"] for r in rows[0]] == [r["test_acc"] for r in rows[1]]
     summary = json.loads((tmp_path / "split" / "summary.json").read_text())
     assert summary["resumed_from"].endswith("checkpoint.npz") and summary["results"]["epochs"] == 3
+    first, then = summary["commands"]
+    assert "--epochs" in first and "1" in first and "--resume" in then
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path: Path, mnist_path: Path) -> None:

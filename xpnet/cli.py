@@ -233,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``xpnet-train`` and ``scripts/train.py``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = [PROG, *(sys.argv[1:] if argv is None else argv)]  # for the summary
     try:
         with _notices(args.quiet):
             return _main(parser, args)
@@ -267,6 +268,7 @@ class _Plan:
     resume_state: dict[str, Any] | None
     quiet: bool
     device_request: str
+    argv: list[str]
 
 
 #: Flags that map one to one onto RunConfig fields (argparse dest == field name).
@@ -282,7 +284,7 @@ def _flag(field: str) -> str:
 def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan:
     given = {f: getattr(args, f) for f in _CONFIG_FLAGS if getattr(args, f) is not None}
     plan = _Plan()
-    plan.quiet, plan.device_request = bool(args.quiet), args.device
+    plan.quiet, plan.device_request, plan.argv = bool(args.quiet), args.device, list(args.argv)
     plan.resume, plan.resume_state = None, None
 
     # 1. The config: from the flags, or from the checkpoint plus the flags a resume may change.
@@ -459,7 +461,7 @@ def _run(plan: _Plan) -> int:
     started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     summary: dict[str, Any] = {
         "status": "running",
-        "command": metrics.command_line(),
+        "command": plan.argv,
         "started": started,
         "out": str(out),
         "resumed_from": str(plan.resume) if plan.resume else None,
@@ -470,11 +472,13 @@ def _run(plan: _Plan) -> int:
         "versions": metrics.package_versions(),
         "files": {"metrics": "metrics.csv", "curves": "curves.png", "checkpoint": ckpt.FILENAME},
     }
-    if plan.resume_state is not None:
+    summary["commands"] = [summary["command"]]
+    if plan.resume_state is not None:  # a continued run keeps when it started and every command it took
         try:
             old = _read_json(out / "summary.json")
             summary["started"] = old.get("started", started)
-        except (OSError, ValueError):
+            summary["commands"] = [*old.get("commands", [old["command"]]), summary["command"]]
+        except (OSError, ValueError, KeyError, TypeError):
             pass
     metrics.write_summary(out / "summary.json", summary)
 

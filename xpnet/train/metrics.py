@@ -10,7 +10,6 @@ import io
 import math
 import os
 import platform
-import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -106,7 +105,3 @@ def final_results(result: FitResult) -> dict[str, Any]:
 
 def write_summary(path: str | os.PathLike[str], summary: dict[str, Any]) -> Path:
     return write_json(path, summary)
-
-
-def command_line() -> list[str]:
-    return [Path(sys.argv[0]).name, *sys.argv[1:]]
