@@ -508,39 +508,44 @@ _KERNELS: dict[str, Any] = {}
 
 
 # NumPy has no fused kernels, but the optimizers with several temporaries per step can reuse one
-# scratch array through ``out=``: measured 121 -> 94 us for Adam on the MLP's 89,610 parameters.
+# scratch array through ``out=``: measured 128 -> 110 us for an Adam step on the MLP's 89,610 parameters.
 _SCRATCH: dict[tuple[Any, ...], np.ndarray] = {}
 
 
-def _scratch(p: np.ndarray) -> np.ndarray:
-    key = (p.shape, p.dtype)
+def _scratch(p: np.ndarray, i: int = 0) -> np.ndarray:
+    key = (p.shape, p.dtype, i)
     if key not in _SCRATCH:
         _SCRATCH[key] = np.empty_like(p)
     return _SCRATCH[key]
+
+
+# Each does the portable formula's operations in the portable formula's order, so the results are
+# bitwise the same (Adam turns gradient rounding noise into whole steps: a reordering would show).
+
+def _scaled_step(p: np.ndarray, lr: float, num: np.ndarray, sq: np.ndarray) -> None:
+    """p -= lr * num / (sqrt(sq) + 1e-7)"""
+    a, b = _scratch(p, 0), _scratch(p, 1)
+    np.multiply(num, lr, out=a)
+    np.sqrt(sq, out=b)
+    b += 1e-7
+    a /= b
+    p -= a
 
 
 def _host_adagrad(g: np.ndarray, lr: float, p: np.ndarray, h: np.ndarray) -> None:
     s = _scratch(p)
     np.multiply(g, g, out=s)
     h += s
-    np.sqrt(h, out=s)
-    s += 1e-7
-    np.divide(g, s, out=s)
-    s *= lr
-    p -= s
+    _scaled_step(p, lr, g, h)
 
 
 def _host_rmsprop(g: np.ndarray, lr: float, decay: float, p: np.ndarray, h: np.ndarray) -> None:
     s = _scratch(p)
     h *= decay
-    np.multiply(g, g, out=s)
-    s *= 1.0 - decay
+    np.multiply(g, 1.0 - decay, out=s)
+    s *= g
     h += s
-    np.sqrt(h, out=s)
-    s += 1e-7
-    np.divide(g, s, out=s)
-    s *= lr
-    p -= s
+    _scaled_step(p, lr, g, h)
 
 
 def _host_adam(g: np.ndarray, lr_t: float, beta1: float, beta2: float, p: np.ndarray, m: np.ndarray,
@@ -553,11 +558,7 @@ def _host_adam(g: np.ndarray, lr_t: float, beta1: float, beta2: float, p: np.nda
     s -= v
     s *= 1.0 - beta2
     v += s
-    np.sqrt(v, out=s)
-    s += 1e-7
-    np.divide(m, s, out=s)
-    s *= lr_t
-    p -= s
+    _scaled_step(p, lr_t, m, v)
 
 
 _HOST_UPDATES = {"AdaGrad": _host_adagrad, "RMSprop": _host_rmsprop, "Adam": _host_adam}
