@@ -312,6 +312,19 @@ def smooth(y: Sequence[float] | np.ndarray, window: int = 11) -> np.ndarray:
     return np.convolve(padded, w / w.sum(), mode="valid")
 
 
+def plot_loss_curves(ctx: Context, curves: dict[str, np.ndarray], steps: int, *, title: str, ylim: float,
+                     filename: str, markers: str = "o^sDvx") -> None:
+    """Smoothed mini-batch loss per iteration, one marked line per curve (the book's figs. 6-9 and 6-15)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (label, losses), marker in zip(curves.items(), markers, strict=False):
+        ax.plot(smooth(losses), marker=marker, markevery=max(1, steps // 10), ms=5, lw=1.2, label=label)
+    ax.set(xlabel="iterations", ylabel="loss (smoothed)", ylim=(0, ylim), xlim=(0, steps), title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    ctx.save_figure(fig, filename)
+
+
 def batches(rng: np.random.Generator, n: int, batch_size: int, steps: int) -> list[np.ndarray]:
     """Index arrays for ``steps`` mini-batches drawn at random from ``n`` samples (as the book does)."""
     size = min(batch_size, n)

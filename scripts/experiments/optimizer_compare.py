@@ -12,7 +12,6 @@ import sys
 from typing import Any
 
 import _common as C
-import matplotlib.pyplot as plt
 import numpy as np
 
 from xpnet import optim
@@ -44,23 +43,11 @@ def experiment(ctx: C.Context) -> dict[str, Any]:
                           "test_accuracy": C.accuracy(net, data.x_test, data.t_test)}
         ctx.log(f"{label:<8} lr {opt.lr:<6}: loss over the last steps {results[label]['final_loss']:.3f}, "
                 f"test accuracy {results[label]['test_accuracy']:.3f}")
-    plot(ctx, curves, steps)
+    C.plot_loss_curves(ctx, curves, steps, title=f"MNIST, 5-layer net, batch {BATCH}: optimizers at their default lr",
+                       ylim=1.0, filename="optimizer_compare.png")
     return {"config": {"sizes": [784, *HIDDEN, 10], "batch_size": BATCH, "steps": steps}, "data": data.source,
             "optimizers": results, "final_loss": {k: v["final_loss"] for k, v in results.items()},
             "losses_every_10": {k: v[::10] for k, v in curves.items()}}
-
-
-def plot(ctx: C.Context, curves: dict[str, np.ndarray], steps: int) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = dict(zip(curves, "o^sDvx", strict=True))
-    for label, losses in curves.items():
-        ax.plot(C.smooth(losses), marker=markers[label], markevery=max(1, steps // 10), ms=5, lw=1.2, label=label)
-    ax.set(xlabel="iterations", ylabel="loss (smoothed)", ylim=(0, 1), xlim=(0, steps),
-           title=f"MNIST, 5-layer net, batch {BATCH}: optimizers at their default lr")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    ctx.save_figure(fig, "optimizer_compare.png")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,15 +93,8 @@ def mnist_curves(ctx: C.Context) -> dict[str, Any]:
         curves[label] = C.fit(net, optim.SGD(LR), data.x_train, data.t_train, steps=steps, batch_size=BATCH,
                               seed=ctx.seed)
         ctx.log(f"MNIST {label:<8}: loss {curves[label][0]:.3f} -> {np.mean(curves[label][-10:]):.3f}")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (label, losses), marker in zip(curves.items(), "os^", strict=True):
-        ax.plot(C.smooth(losses), marker=marker, markevery=max(1, steps // 10), ms=5, lw=1.2, label=label)
-    ax.set(xlabel="iterations", ylabel="loss (smoothed)", ylim=(0, 2.5), xlim=(0, steps),
-           title=f"MNIST, 5-layer ReLU net, SGD lr {LR}, batch {BATCH}: weight init")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    ctx.save_figure(fig, "weight_init_mnist.png")
+    C.plot_loss_curves(ctx, curves, steps, title=f"MNIST, 5-layer ReLU net, SGD lr {LR}, batch {BATCH}: weight init",
+                       ylim=2.5, filename="weight_init_mnist.png", markers="os^")
     final = {k: float(np.mean(v[-max(10, v.size // 10):])) for k, v in curves.items()}
     return {"config": {"sizes": [784, 100, 100, 100, 100, 10], "activation": "relu", "optimizer": "SGD",
                        "lr": LR, "batch_size": BATCH, "steps": steps},
