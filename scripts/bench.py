@@ -521,6 +521,7 @@ def torch_available() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    backend.keep_freed_host_memory()  # as xpnet-train does: reuse freed temporaries (both frameworks gain)
     if args.memory_worker is not None:
         memory_worker(json.loads(args.memory_worker))
         return 0

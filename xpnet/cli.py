@@ -430,6 +430,10 @@ def _run(plan: _Plan) -> int:
     from xpnet.train.trainer import EarlyStopping, Trainer
 
     cfg, out, dev = plan.cfg, plan.out, plan.device
+    if dev.is_host:
+        # An application's choice, not the library's: glibc keeps freed blocks, so the temporaries every
+        # step reallocates cost no page faults (see backend.keep_freed_host_memory).
+        backend.keep_freed_host_memory()
     info = plan.data.info
     model = _describe_net(cfg, plan.net)
     callbacks: list[Any] = []

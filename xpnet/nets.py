@@ -19,7 +19,6 @@ from xpnet.backend import (
     FlatParams,
     device,
     host_rng,
-    keep_freed_host_memory,
     to_device,
     to_host,
     views_share_memory,
@@ -80,8 +79,6 @@ class Sequential:
         self._fused = _fuse(self.layers)
         self._grads: FlatParams | None = None
         self._n_decayed = 0
-        if device.is_host:
-            keep_freed_host_memory()  # every step reallocates the same temporaries: skip the page faults
         if flat is None:
             flat = views_share_memory(device)
         if flat and self.params and len({p.dtype for p in self.params.values()}) == 1:

@@ -40,7 +40,15 @@ matplotlib.use("Agg")  # files only: experiments never open windows
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xpnet.backend import Device, DeviceError, device, host_rng, to_device, to_host  # noqa: E402
+from xpnet.backend import (  # noqa: E402
+    Device,
+    DeviceError,
+    device,
+    host_rng,
+    keep_freed_host_memory,
+    to_device,
+    to_host,
+)
 from xpnet.data import DataError  # noqa: E402
 
 Array = Any
@@ -197,6 +205,8 @@ def run(name: str, experiment: Callable[[Context], dict[str, Any]], args: argpar
     prog = f"{name}.py"
     try:
         dev = device(args.device)
+        if dev.is_host:
+            keep_freed_host_memory()  # every step reallocates the same temporaries: skip the page faults
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         ctx = Context(name, args, dev, out)
