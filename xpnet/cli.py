@@ -63,12 +63,17 @@ def _nonneg_int(s: str) -> int:
     return v
 
 
+def _to_float(s: str) -> float:
+    """The number in ``s``, or NaN when there is none (every caller then rejects it with its own message)."""
+    try:
+        return float(s)
+    except ValueError:
+        return math.nan
+
+
 def _float_in(lo: float, hi: float | None, what: str) -> Any:
     def parse(s: str) -> float:
-        try:
-            v = float(s)
-        except ValueError:
-            v = math.nan
+        v = _to_float(s)
         if not math.isfinite(v) or v < lo or (hi is not None and v >= hi):
             raise argparse.ArgumentTypeError(f"must be {what}, got {s!r}")
         return v
@@ -77,10 +82,7 @@ def _float_in(lo: float, hi: float | None, what: str) -> Any:
 
 
 def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        v = math.nan
+    v = _to_float(s)
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {s!r}")
     return v
@@ -101,10 +103,7 @@ def _init(s: str) -> str:
     name = s.strip().lower()
     if name in cfgmod.INIT_NAMES:
         return name
-    try:
-        std = float(name)
-    except ValueError:
-        std = math.nan
+    std = _to_float(name)
     if not (math.isfinite(std) and std > 0):
         raise argparse.ArgumentTypeError(f"must be he, xavier or a positive std like 0.01, got {s!r}")
     return repr(std)
