@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import xpnet  # noqa: E402
 from xpnet import backend, nets, optim  # noqa: E402
+from xpnet.accel import tuning  # noqa: E402
 from xpnet.conv import Convolution, Pooling, out_size  # noqa: E402
 from xpnet.layers import Affine, Flatten, Relu  # noqa: E402
 
@@ -338,8 +339,8 @@ def memory_in_worker(spec: dict[str, Any]) -> float | None:
 
 def set_threads(n: int, torch_too: bool) -> dict[str, Any]:
     """Same intra-op thread count for NumPy's BLAS and for torch; returns what each really uses."""
-    backend.set_blas_threads(n)
-    got: dict[str, Any] = {"xpnet_blas": backend.blas_info()["threads"]}
+    tuning.set_blas_threads(n)
+    got: dict[str, Any] = {"xpnet_blas": tuning.blas_info()["threads"]}
     if torch_too:
         import torch
 
@@ -407,7 +408,7 @@ def machine(dev: backend.Device, threads: dict[str, Any]) -> dict[str, Any]:
         cpu = names[0] if names else cpu
     info: dict[str, Any] = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                             else os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-                            "blas": backend.blas_info(), "device": dev.name, "threads": threads,
+                            "blas": tuning.blas_info(), "device": dev.name, "threads": threads,
                             "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None}
     if "torch" in threads:
         import torch
@@ -521,7 +522,7 @@ def torch_available() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    backend.keep_freed_host_memory()  # as xpnet-train does: reuse freed temporaries (both frameworks gain)
+    tuning.keep_freed_host_memory()  # as xpnet-train does: reuse freed temporaries (both frameworks gain)
     if args.memory_worker is not None:
         memory_worker(json.loads(args.memory_worker))
         return 0

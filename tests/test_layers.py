@@ -168,3 +168,29 @@ def test_plain_functions_match_the_book(dev: Device) -> None:
     np.testing.assert_allclose(to_host(F.softmax(dev.asarray(np.array([0.3, 2.9, 4.0])))),
                                [0.01821127, 0.24519181, 0.73659691], rtol=1e-6)
     assert float(F.mean_squared_error(dev.asarray(np.ones((4, 2))), dev.asarray(np.zeros((4, 2))))) == 1.0
+
+
+# -- the fused loss ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_fused_softmax_loss_matches_the_unfused_book_composition(dev: Device, one_hot: bool) -> None:
+    x = randn(dev, 7, 5, scale=4.0)
+    t = labels(dev, 7, 5)
+    t_hot = F.one_hot(t, 5, x.dtype)
+    layer = SoftmaxWithLoss()
+    loss = layer.forward(x, t_hot if one_hot else t)
+    dx = layer.backward(1.0)
+    y = F.softmax(x)
+    # The book's cross_entropy_error adds 1e-7 inside the log: compare to that scale.
+    assert float(loss) == pytest.approx(float(F.cross_entropy_error(y, t)), rel=1e-4)
+    assert float(loss) == pytest.approx(float(-dev.xp.sum(t_hot * F.log_softmax(x)) / 7), rel=1e-12)
+    np.testing.assert_allclose(to_host(dx), to_host((y - t_hot) / 7), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(to_host(layer.y), to_host(y), rtol=1e-12)
+
+
+def test_fused_softmax_loss_still_names_a_bad_label(dev: Device) -> None:
+    x = randn(dev, 3, 4)
+    with pytest.raises(ValueError, match=r"labels out of range.*\[0, 4\).*max 4"):
+        SoftmaxWithLoss().forward(x, dev.asarray(np.array([0, 4, 1])))
+    with pytest.raises(ValueError, match=r"labels out of range.*min -1"):
+        SoftmaxWithLoss().forward(x, dev.asarray(np.array([0, -1, 1])))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from xpnet import backend
+from xpnet.accel import tuning
 from xpnet.train import checkpoint as ckpt
 from xpnet.train import config as cfgmod
 from xpnet.train.config import ConfigError, RunConfig
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mlp only: dropout ratio (default 0: off)")
     g.add_argument("--weight-decay", type=_float_in(0.0, None, "a number >= 0"), metavar="L",
                    help="L2 weight decay lambda (default 0)")
-    g.add_argument("--dtype", choices=cfgmod.DTYPES, help=f"default {d.dtype}")
+    g.add_argument("--dtype", choices=backend.DTYPES, help=f"default {d.dtype}")
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", choices=cfgmod.OPTIMIZERS, help=f"default {d.optimizer}")
     g.add_argument("--lr", type=_positive_float, help="learning rate (default: the optimizer's own)")
@@ -431,8 +432,8 @@ def _run(plan: _Plan) -> int:
     cfg, out, dev = plan.cfg, plan.out, plan.device
     if dev.is_host:
         # An application's choice, not the library's: glibc keeps freed blocks, so the temporaries every
-        # step reallocates cost no page faults (see backend.keep_freed_host_memory).
-        backend.keep_freed_host_memory()
+        # step reallocates cost no page faults (see accel.tuning.keep_freed_host_memory).
+        tuning.keep_freed_host_memory()
     info = plan.data.info
     model = _describe_net(cfg, plan.net)
     callbacks: list[Any] = []

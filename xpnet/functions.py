@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnet.backend import namespace as array_namespace
+from xpnet.backend import array_namespace
 
 Array = Any
 

@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import array_namespace
+from xpnet.backend import array_namespace
 
 Array = Any
 

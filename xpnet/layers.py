@@ -10,54 +10,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from xpnet import accel
 from xpnet import functions as F
-from xpnet.backend import device_of, fused, matmul, reduce_sum
-from xpnet.backend import namespace as array_namespace
+from xpnet.backend import array_namespace, device_of
+from xpnet.conv import Convolution, Pooling
+from xpnet.layer import Layer
 
 Array = Any
 
 
-class Layer:
-    """Base: ``params`` lists (param attribute, gradient attribute) pairs; ``weights`` are decayed.
-
-    ``grad_out``: a net may hand a layer preallocated arrays to write its gradients into, by gradient
-    attribute ("dW", ...) — views into the net's one flat gradient buffer. Without it a layer
-    allocates its gradients, as in the book.
-    """
-
-    params: tuple[tuple[str, str], ...] = ()
-    weights: tuple[str, ...] = ()
-    has_train_flag = False
-    grad_out: dict[str, Array] | None = None
-
-    def forward(self, x: Array) -> Array:
-        raise NotImplementedError
-
-    def backward(self, dout: Array) -> Array:
-        raise NotImplementedError
-
-    def _out(self, grad_attr: str) -> Array:
-        return None if self.grad_out is None else self.grad_out.get(grad_attr)
-
-
 class Relu(Layer):
-    """max(x, 0). The mask is stored as 0/1 in x's dtype: a multiply is several times cheaper than
-    ``where`` on NumPy, and it keeps the backward pass one operation."""
+    """max(x, 0). The mask is kept as 0/1 in x's dtype: a multiply is several times cheaper than
+    ``where`` on NumPy, and the backward pass is one operation."""
 
     def forward(self, x: Array) -> Array:
-        kernel = fused("relu", x)
-        if kernel is not None:  # CuPy: one kernel; backward reads the output instead of a mask
-            self.mask, self.out = None, kernel(x)
-            return self.out
+        fused = accel.kernel("relu", x)  # CuPy: the output and the mask in one kernel
+        if fused is not None:
+            out, self.mask = fused(x)
+            return out
         self.mask = array_namespace(x).astype(x > 0, x.dtype)
         return x * self.mask
 
     def backward(self, dout: Array) -> Array:
-        if self.mask is None:  # the forward pass ran the fused kernel
-            kernel = fused("relu_backward", dout)
-            if kernel is not None:
-                return kernel(self.out, dout)
-            self.mask = array_namespace(dout).astype(self.out > 0, dout.dtype)
         return dout * self.mask
 
 
@@ -67,9 +41,9 @@ class Sigmoid(Layer):
         return self.out
 
     def backward(self, dout: Array) -> Array:
-        kernel = fused("sigmoid_backward", dout)
-        if kernel is not None:
-            return kernel(self.out, dout)
+        fused = accel.kernel("sigmoid_backward", dout)
+        if fused is not None:
+            return fused(self.out, dout)
         return dout * (1.0 - self.out) * self.out
 
 
@@ -79,9 +53,9 @@ class Tanh(Layer):
         return self.out
 
     def backward(self, dout: Array) -> Array:
-        kernel = fused("tanh_backward", dout)
-        if kernel is not None:
-            return kernel(self.out, dout)
+        fused = accel.kernel("tanh_backward", dout)
+        if fused is not None:
+            return fused(self.out, dout)
         return dout * (1.0 - self.out * self.out)
 
 
@@ -114,8 +88,8 @@ class Affine(Layer):
         return out
 
     def backward(self, dout: Array) -> Array:
-        self.dW = matmul(self.x.T, dout, out=self._out("dW"))
-        self.db = reduce_sum(dout, 0, out=self._out("db"))
+        self.dW = accel.matmul(self.x.T, dout, out=self.grad_view("dW"))
+        self.db = accel.sum(dout, axis=0, out=self.grad_view("db"))
         if not self.need_dx:
             return None
         dx = dout @ self.W.T
@@ -207,8 +181,8 @@ class BatchNormalization(Layer):
         xp = array_namespace(dout)
         if dout.ndim != 2:
             dout = xp.reshape(dout, (dout.shape[0], -1))
-        self.dbeta = reduce_sum(dout, 0, out=self._out("dbeta"))
-        self.dgamma = reduce_sum(self.xn * dout, 0, out=self._out("dgamma"))
+        self.dbeta = accel.sum(dout, axis=0, out=self.grad_view("dbeta"))
+        self.dgamma = accel.sum(self.xn * dout, axis=0, out=self.grad_view("dgamma"))
         # d/dx of gamma·(x − μ)/σ, with μ and σ themselves functions of the batch.
         dxn = self.gamma * dout
         dx = (dxn - xp.mean(dxn, axis=0) - self.xn * xp.mean(dxn * self.xn, axis=0)) / self.std
@@ -262,8 +236,6 @@ class MeanSquaredErrorLoss(Layer):
         return (self.y - self.t) * (dout / self.y.shape[0])
 
 
-# Convolution and Pooling live in xpnet.conv (one concept per module); re-exported for the book's names.
-from xpnet.conv import Convolution, Pooling  # noqa: E402
-
+# Convolution and Pooling live beside im2col in xpnet.conv; here under the book's module name too.
 __all__ = ["Layer", "Relu", "Sigmoid", "Tanh", "Affine", "Flatten", "Dropout", "BatchNormalization",
            "SoftmaxWithLoss", "MeanSquaredErrorLoss", "Convolution", "Pooling", "ACTIVATIONS"]

@@ -11,25 +11,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from array_api_compat import array_namespace
-
 from xpnet import gradcheck, init
-from xpnet.backend import (
-    Device,
-    FlatParams,
-    device,
-    host_rng,
-    to_device,
-    to_host,
-    views_share_memory,
-)
-from xpnet.conv import Convolution, ConvReluPool, Pooling, out_size
+from xpnet.accel import flat as flat_buffers
+from xpnet.accel import fused_conv
+from xpnet.backend import DTYPES, Device, array_namespace, device, host_rng, to_device, to_host
+from xpnet.conv import Convolution, Pooling, out_size
 from xpnet.functions import is_index_labels
-from xpnet.layers import ACTIVATIONS, Affine, BatchNormalization, Dropout, Flatten, Relu, SoftmaxWithLoss
+from xpnet.layers import ACTIVATIONS, Affine, BatchNormalization, Dropout, Flatten, SoftmaxWithLoss
 
 Array = Any
-
-DTYPES = ("float32", "float64")
 
 
 class Sequential:
@@ -38,16 +28,15 @@ class Sequential:
     ``params`` maps the book's names to the very arrays the layers use, so
     ``optimizer.update(net.params, grads)`` trains the net in place.
 
-    Flat buffers (``flat=None``: wherever the device's views share memory): every parameter is a
-    view into one contiguous buffer (``params`` is then a :class:`~xpnet.backend.FlatParams`), and
-    so is every gradient; layers write their gradients straight into those views, and an optimizer
-    updates the whole buffer in a few operations, however deep the net. ``gradient`` then returns
-    the same dict of views each call, overwritten by the next call. ``flat=False`` keeps one array
-    per parameter, as in the book.
+    Two fast paths from :mod:`xpnet.accel`, both on by default and both giving the same numbers:
 
-    Fused blocks (``fuse = True``): a Convolution → Relu → k×k/stride-k max Pooling run of layers is
-    computed by one :class:`~xpnet.conv.ConvReluPool` (same numbers, far fewer passes over memory).
-    ``layers`` stays the book's list; set ``net.fuse = False`` to run them one by one.
+    - flat buffers (``flat=None``: wherever the device's views share memory): every parameter and
+      every gradient is a view into one buffer (``params`` is then a ``FlatParams``), so an optimizer
+      updates them all in a few operations. ``gradient`` then returns the same dict of views each
+      call, overwritten by the next call. ``flat=False`` keeps one array per parameter, as in the book.
+    - fused blocks: ``plan`` is the list of layers actually run, where a first Convolution → Relu →
+      max-pool run is one ``ConvReluPool``. ``layers`` stays the book's list; ``net.fuse = False`` runs
+      the layers one by one.
     """
 
     def __init__(self, layers: Sequence[Any], last_layer: Any, *, input_shape: tuple[int, ...],
@@ -76,28 +65,21 @@ class Sequential:
         if self.layers and hasattr(self.layers[0], "need_dx"):
             self.layers[0].need_dx = False
         self.fuse = True
-        self._fused = _fuse(self.layers)
-        self._grads: FlatParams | None = None
-        self._n_decayed = 0
+        self._flat: flat_buffers.FlatNet | None = None
         if flat is None:
-            flat = views_share_memory(device)
+            flat = flat_buffers.views_share_memory(device)
         if flat and self.params and len({p.dtype for p in self.params.values()}) == 1:
-            self._flatten()
+            self._flat = flat_buffers.FlatNet(self._slots, device)
+            self.params = self._flat.params
 
-    def _flatten(self) -> None:
-        """Move every parameter into one flat buffer (weights first) and give layers gradient views."""
-        decayed = [name for name, *_, d in self._slots if d]
-        order = decayed + [name for name, *_, d in self._slots if not d]
-        shapes = {name: tuple(p.shape) for name, p in self.params.items()}
-        dtype = next(iter(self.params.values())).dtype
-        params = FlatParams(shapes, self.device, dtype, order)
-        grads = FlatParams.like(params)
-        for name, layer, attr, grad_attr, _ in self._slots:
-            params[name][...] = getattr(layer, attr)
-            setattr(layer, attr, params[name])
-            layer.grad_out = {**(layer.grad_out or {}), grad_attr: grads[name]}
-        self.params, self._grads = params, grads
-        self._n_decayed = sum(math.prod(shapes[name]) for name in decayed)
+    @property
+    def fuse(self) -> bool:
+        """Whether fused blocks run (``plan`` differs from ``layers``); set False to run the book's layers."""
+        return self.plan is not self.layers
+
+    @fuse.setter
+    def fuse(self, on: bool) -> None:
+        self.plan = fused_conv.plan(self.layers) if on else self.layers
 
     # -- the book's API -----------------------------------------------------------------------
     def predict(self, x: Array, train_flg: bool = False) -> Array:
@@ -114,19 +96,11 @@ class Sequential:
         x, t = self._check_x(x), self._check_t(t, x)
         self.last_loss = self._loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1.0)
-        for layer in reversed(self._fused if self.fuse else self.layers):
+        for layer in reversed(self.plan):
             dout = layer.backward(dout)
         lam = self.weight_decay_lambda
-        if self._grads is not None:
-            grads = self._grads
-            for name, layer, _, grad_attr, _ in self._slots:
-                g = getattr(layer, grad_attr)
-                if g is not grads[name]:  # a layer that allocates its own gradient: copy it in
-                    grads[name][...] = g
-            if lam and self._n_decayed:  # the weights lead the buffer: decay is one slice
-                n = self._n_decayed
-                grads.flat[:n] += lam * self.params.flat[:n]
-            return grads
+        if self._flat is not None:  # the layers wrote into the flat buffer; decay is one slice
+            return self._flat.gradients(lam)
         grads = {}
         for name, layer, attr, grad_attr, decayed in self._slots:
             g = getattr(layer, grad_attr)
@@ -189,7 +163,7 @@ class Sequential:
         return [layer for layer in self.layers if isinstance(layer, BatchNormalization)]
 
     def _predict(self, x: Array, train_flg: bool) -> Array:
-        for layer in self._fused if self.fuse else self.layers:
+        for layer in self.plan:
             x = layer.forward(x, train_flg) if layer.has_train_flag else layer.forward(x)
         return x
 
@@ -197,9 +171,8 @@ class Sequential:
         loss = self.last_layer.forward(self._predict(x, train_flg), t)
         if self.weight_decay_lambda:
             xp = self.device.xp
-            if self._grads is not None:
-                w = self.params.flat[:self._n_decayed]
-                decay = xp.sum(w * w)
+            if self._flat is not None:
+                decay = self._flat.sum_of_squared_weights(xp)
             else:
                 decay = sum(xp.sum(getattr(layer, attr) ** 2)
                             for _, layer, attr, _, decayed in self._slots if decayed)
@@ -238,23 +211,6 @@ class Sequential:
         if t.shape[0] != n:
             raise ValueError(f"t has {t.shape[0]} labels for {n} samples (x shape {tuple(x.shape)})")
         return t
-
-
-def _fuse(layers: list[Any]) -> list[Any]:
-    """The layers to run: a Convolution → Relu → max-pool run that ConvReluPool can do, and where it pays
-    (no input gradient wanted: the first layer), becomes one block."""
-    plan: list[Any] = []
-    i = 0
-    while i < len(layers):
-        conv, relu, pool = (layers[i:i + 3] + [None, None])[:3]
-        if (isinstance(conv, Convolution) and not conv.need_dx and type(relu) is Relu
-                and isinstance(pool, Pooling) and pool.pad == 0 and pool.stride == pool.pool_h == pool.pool_w):
-            plan.append(ConvReluPool(conv, pool))
-            i += 3
-        else:
-            plan.append(layers[i])
-            i += 1
-    return plan
 
 
 # -- builders: the book's nets ------------------------------------------------------------------

@@ -40,12 +40,12 @@ matplotlib.use("Agg")  # files only: experiments never open windows
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from xpnet.accel.tuning import keep_freed_host_memory  # noqa: E402
 from xpnet.backend import (  # noqa: E402
     Device,
     DeviceError,
     device,
     host_rng,
-    keep_freed_host_memory,
     to_device,
     to_host,
 )

@@ -17,7 +17,6 @@ from xpnet import backend
 MODELS = ("two-layer", "mlp", "convnet", "deep-convnet")
 DATASETS = ("mnist", "fashion-mnist")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-DTYPES = ("float32", "float64")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
 #: Hidden sizes when --hidden is not given: the book's for the conv nets, a measured one for the MLP.
@@ -85,7 +84,7 @@ class RunConfig:
         _choice("--model", self.model, MODELS)
         _choice("--activation", self.activation, ACTIVATIONS)
         _choice("--optimizer", self.optimizer, OPTIMIZERS)
-        _choice("--dtype", self.dtype, DTYPES)
+        _choice("--dtype", self.dtype, backend.DTYPES)
         for name, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
                             ("--eval-batch-size", self.eval_batch_size)):
             if not isinstance(value, int) or value < 1:

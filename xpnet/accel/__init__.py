@@ -1,0 +1,154 @@
+"""Every library-specific fast path, in one place.
+
+The book's code (``functions``, ``layers``, ``conv``, ``optim``, ``nets``) is written once
+against the Array API and is the definition of what xpnet computes. Where NumPy or CuPy can
+do the same work faster, the compute modules make ONE visible call into this package, which
+either does it or answers None / falls back to the plain code:
+
+- :func:`kernel`: a fused CuPy kernel for an activation (:mod:`.kernels`);
+- :func:`step`: an optimizer update as one CuPy kernel or through NumPy scratch arrays
+  (:mod:`.kernels`, :mod:`.host`), keyed by the optimizer's class, else its Python formula;
+- :func:`matmul` / :func:`sum`: results written straight into a net's flat gradient buffer;
+- :func:`im2col_t`: one strided copy instead of a loop of slices (:mod:`.im2col`);
+- :mod:`.flat`: parameters and gradients as views of one buffer; :mod:`.fused_conv`: the
+  Convolution → ReLU → max-pool block; :mod:`.tuning`: BLAS threads and the host allocator.
+
+Each fast path is tested against the plain code (``tests/test_accel_*.py``); within
+:func:`portable_only` every one of them is off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from xpnet.backend import Device, array_namespace
+
+Array = Any
+
+_FAST = [True]
+_NATIVE: dict[type, ModuleType | None] = {}
+
+
+@contextlib.contextmanager
+def portable_only() -> Iterator[None]:
+    """Within this block every fast path is off: the plain Array API code runs (tests compare the two)."""
+    _FAST.append(False)
+    try:
+        yield
+    finally:
+        _FAST.pop()
+
+
+def native(x: Any) -> ModuleType | None:
+    """numpy or cupy itself (not the compat wrapper) when ``x`` is one of their arrays and fast paths are on."""
+    if not _FAST[-1]:
+        return None
+    kind = type(x)
+    if kind not in _NATIVE:
+        if array_api_compat.is_numpy_array(x):
+            _NATIVE[kind] = np
+        elif array_api_compat.is_cupy_array(x):
+            import cupy
+
+            _NATIVE[kind] = cupy
+        else:
+            _NATIVE[kind] = None
+    return _NATIVE[kind]
+
+
+def on_gpu(x: Any) -> bool:
+    """True for CuPy arrays (with fast paths on): each operation there is a kernel launch."""
+    lib = native(x)
+    return lib is not None and lib is not np
+
+
+def matmul(a: Array, b: Array, out: Array = None, shape: tuple[int, ...] | None = None) -> Array:
+    """``a @ b`` (reshaped to ``shape`` if given); with ``out``, written into that array and ``out`` returned.
+
+    ``out`` is a view of a net's flat gradient buffer: NumPy and CuPy write the product there
+    directly (``out=``); other libraries compute it and copy it in.
+    """
+    if out is None:
+        r = a @ b
+        return r if shape is None else array_namespace(r).reshape(r, shape)
+    target = out if shape is None else array_namespace(out).reshape(out, (a.shape[0], b.shape[-1]))
+    lib = native(out)
+    if lib is not None:
+        lib.matmul(a, b, out=target)
+    else:
+        target[...] = a @ b
+    return out
+
+
+def sum(a: Array, axis: int, out: Array = None) -> Array:
+    """``xp.sum(a, axis=axis)`` (a bias gradient); with ``out``, written into that array and ``out`` returned."""
+    if out is None:
+        return array_namespace(a).sum(a, axis=axis)
+    lib = native(out)
+    if lib is not None:
+        lib.sum(a, axis=axis, out=out)
+    else:
+        out[...] = array_namespace(a).sum(a, axis=axis)
+    return out
+
+
+def kernel(name: str, x: Array) -> Callable[..., Any] | None:
+    """The fused CuPy kernel ``name`` (see :data:`.kernels.ACTIVATIONS`) when ``x`` is on a GPU, else None."""
+    if not on_gpu(x):
+        return None
+    from xpnet.accel import kernels
+
+    return kernels.activation(name)
+
+
+def step(opt: Any, p: Array, g: Array, state: list[Array], hyper: dict[str, float]) -> None:
+    """One update of ``p`` and its optimizer state, in place: the fused version for ``type(opt)`` where
+    there is one (a CuPy kernel; NumPy scratch arrays), else the optimizer's own formula ``opt.step``."""
+    lib = native(p)
+    fast = None
+    if lib is np:
+        from xpnet.accel import host
+
+        fast = host.UPDATES.get(type(opt))
+    elif lib is not None:
+        from xpnet.accel import kernels
+
+        fast = kernels.optimizer(type(opt), hyper)
+    if fast is None:
+        opt.step(p, g, *state, **hyper)
+    else:
+        fast(p, g, *state, **hyper)
+
+
+def im2col_t(img: Array, filter_h: int, filter_w: int, stride: int, out_h: int, out_w: int) -> Array | None:
+    """:func:`xpnet.conv.im2col_t` of a padded image as one strided copy where that pays (a GPU), else None."""
+    if not on_gpu(img):
+        return None
+    from xpnet.accel import im2col
+
+    return im2col.strided_im2col_t(img, filter_h, filter_w, stride, out_h, out_w)
+
+
+def describe(dev: Device, net: Any = None) -> dict[str, bool]:
+    """Which fast paths are on for ``dev`` (and ``net``): the doctor and the trainer's start line print it."""
+    from xpnet.accel import flat, fused_conv, tuning
+
+    lib = native(dev.zeros(1, dev.dtype("float32")))
+    return {
+        "flat buffers": flat.is_flat(net.params) if net is not None else flat.views_share_memory(dev),
+        "fused conv block": net is not None and fused_conv.has_fused_block(net),
+        "CuPy kernels": lib is not None and lib is not np,
+        "NumPy out= updates": lib is np,
+        "allocator tuning": dev.is_host and tuning.host_memory_kept(),
+    }
+
+
+def describe_line(dev: Device, net: Any = None) -> str:
+    """``describe`` as one line: 'fast paths: flat buffers on, fused conv block off, ...'."""
+    return "fast paths: " + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in describe(dev, net).items())
