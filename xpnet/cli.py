@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from xpnet import backend
+from xpnet import accel, backend
 from xpnet.accel import tuning
 from xpnet.train import checkpoint as ckpt
 from xpnet.train import config as cfgmod
@@ -472,6 +472,7 @@ def _run(plan: _Plan) -> int:
         "dataset": info,
         "device": {"name": dev.name, "backend": dev.backend, "requested": plan.device_request},
         "model": model,
+        "fast_paths": accel.describe(dev, plan.net),
         "hyper_parameters": cfg.hyper_parameters(),
         "versions": metrics.package_versions(),
         "files": {"metrics": "metrics.csv", "curves": "curves.png", "checkpoint": ckpt.FILENAME},
@@ -493,6 +494,7 @@ def _run(plan: _Plan) -> int:
              f"({model['n_params']:,} params) on {info['name']} ({info['n_train']} train, "
              f"{info['n_val']} val, {info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
              f"{cfg.resolved_lr():g} | {where} | out: {out}")
+        _say(accel.describe_line(dev, plan.net))
     t0 = time.perf_counter()
     try:
         result = trainer.fit()

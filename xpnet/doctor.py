@@ -44,6 +44,7 @@ class Report:
     devices: list[dict[str, Any]] = field(default_factory=list)
     environment: dict[str, str | None] = field(default_factory=dict)
     advice: list[str] = field(default_factory=list)
+    fast_paths: dict[str, str] = field(default_factory=dict)
 
     @property
     def cpu_ok(self) -> bool:
@@ -211,7 +212,8 @@ def advice_for(reason: str) -> list[str]:
 
 def diagnose() -> Report:
     """Everything the doctor prints, as data."""
-    from xpnet import backend
+    from xpnet import accel, backend
+    from xpnet.accel import tuning
 
     rep = Report(versions=versions())
     rep.environment = {k: os.environ.get(k) for k in
@@ -225,6 +227,8 @@ def diagnose() -> Report:
         ok, detail = matmul_check(backend.wrap(strict, strict.Device("device1"), name="strict"))
         rep.checks.append(Check("strict", "strict", ok, f"{detail} (tests only)"))
 
+    tuning.keep_freed_host_memory()  # as xpnet train does, so the line says whether glibc takes it
+    rep.fast_paths = {"cpu": accel.describe_line(backend.cpu())}
     rep.cuda = cuda_facts()
     usable, reason, count = backend.cuda_status()
     rep.cuda["usable"] = usable
@@ -242,6 +246,8 @@ def diagnose() -> Report:
         except Exception as exc:
             ok, detail = False, f"could not use the device: {_first_line(exc)}"
         rep.checks.append(Check(f"cuda:{i}", "cupy", ok, detail))
+        if ok:
+            rep.fast_paths[f"cuda:{i}"] = accel.describe_line(backend.device(f"cuda:{i}"))
     if not rep.cuda_ok:
         rep.advice = ["CUDA devices are visible but the matmul check failed on each: update the NVIDIA driver, "
                       "check `nvidia-smi` for errors (ECC, Xid), and check the GPU is not out of memory"]
@@ -255,6 +261,8 @@ def format_report(rep: Report) -> str:
     for c in rep.checks:
         status = "OK" if c.ok else ("UNUSABLE" if c.name == "cuda" else "FAILED")
         lines.append(f"  {c.name:<8} {c.library:<6} {status:<9} {c.detail}")
+    lines += ["", "fast paths (xpnet.accel; the trainer's start line also says whether a net runs a fused conv block)"]
+    lines += [f"  {k:<8} {v.removeprefix('fast paths: ')}" for k, v in rep.fast_paths.items()]
     lines += ["", "CUDA"]
     lines += [f"  {k:<22} {v}" for k, v in rep.cuda.items() if k not in ("usable", "reason")]
     for d in rep.devices:

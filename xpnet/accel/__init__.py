@@ -140,13 +140,13 @@ def describe(dev: Device, net: Any = None) -> dict[str, bool]:
     from xpnet.accel import flat, fused_conv, tuning
 
     lib = native(dev.zeros(1, dev.dtype("float32")))
-    return {
-        "flat buffers": flat.is_flat(net.params) if net is not None else flat.views_share_memory(dev),
-        "fused conv block": net is not None and fused_conv.has_fused_block(net),
-        "CuPy kernels": lib is not None and lib is not np,
-        "NumPy out= updates": lib is np,
-        "allocator tuning": dev.is_host and tuning.host_memory_kept(),
-    }
+    on = {"flat buffers": flat.is_flat(net.params) if net is not None else flat.views_share_memory(dev)}
+    if net is not None:
+        on["fused conv block"] = fused_conv.has_fused_block(net)
+    on["CuPy kernels"] = lib is not None and lib is not np
+    on["NumPy out= updates"] = lib is np
+    on["allocator tuning"] = dev.is_host and tuning.host_memory_kept()
+    return on
 
 
 def describe_line(dev: Device, net: Any = None) -> str:

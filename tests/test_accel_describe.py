@@ -1,0 +1,64 @@
+"""The fast paths in use are visible: ``accel.describe``, the trainer's start line, summary.json, the doctor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xpnet import accel, backend, nets
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_describe_says_what_runs_on_each_backend(strict_dev: backend.Device) -> None:
+    cpu = backend.cpu()
+    conv = nets.SimpleConvNet((1, 12, 12), {"filter_num": 2, "filter_size": 3}, hidden_size=4, device=cpu)
+    on = accel.describe(cpu, conv)
+    assert on["flat buffers"] and on["fused conv block"] and on["NumPy out= updates"] and not on["CuPy kernels"]
+    conv.fuse = False
+    assert not accel.describe(cpu, conv)["fused conv block"]
+    book = nets.TwoLayerNet(4, 3, 2, device=cpu, flat=False)
+    assert not accel.describe(cpu, book)["flat buffers"]
+    strict = accel.describe(strict_dev)
+    assert strict["flat buffers"] and not (strict["CuPy kernels"] or strict["NumPy out= updates"]
+                                           or strict["allocator tuning"])
+    assert "fused conv block" not in strict  # a device alone has no blocks to fuse
+    assert accel.describe_line(strict_dev).startswith("fast paths: flat buffers on, CuPy kernels off")
+
+
+def _train(tmp_path: Path, mnist_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XPNET_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--data-dir", str(mnist_path),
+                           "--model", "convnet", "--limit-train", "200", "--epochs", "1", "--out",
+                           str(tmp_path / "run"), *extra], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_the_trainer_says_which_fast_paths_are_on(tmp_path: Path, mnist_path: Path) -> None:
+    p = _train(tmp_path, mnist_path)
+    assert p.returncode == 0, p.stderr
+    [line] = [ln for ln in p.stderr.splitlines() if "fast paths:" in ln]
+    assert "flat buffers on" in line and "fused conv block on" in line and "CuPy kernels off" in line
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["fast_paths"]["fused conv block"] is True
+
+
+def test_quiet_leaves_the_fast_path_line_out(tmp_path: Path, mnist_path: Path) -> None:
+    p = _train(tmp_path, mnist_path, "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert "fast paths" not in p.stderr + p.stdout
+
+
+@pytest.mark.parametrize("flag", [[], ["--json"]])
+def test_the_doctor_lists_the_fast_paths(flag: list[str]) -> None:
+    p = subprocess.run([sys.executable, "-m", "xpnet.doctor", *flag], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert p.returncode == 0, p.stderr
+    if flag:
+        assert "flat buffers on" in json.loads(p.stdout)["fast_paths"]["cpu"]
+    else:
+        assert "fast paths" in p.stdout and "NumPy out= updates on" in p.stdout
