@@ -1,7 +1,7 @@
 """Where data comes from: local folders, the user cache, system copies, downloads, the bundled sample.
 
 Every test runs with HOME and XDG_CACHE_HOME in tmp_path, no XPNET_DATA_DIR, no
-system copies and a ``_fetch`` that refuses to touch the network; tests that
+system copies and a ``fetch_url`` that refuses to touch the network; tests that
 download replace it with a fake serving local files.
 """
 
@@ -35,7 +35,7 @@ from xpnet.data import (
 from xpnet.data.idx import encode_idx
 
 _REAL_ENV = os.environ.get("XPNET_DATA_DIR")  # captured before the fixtures below clear it
-_REAL_FETCH = sources._fetch
+_REAL_FETCH = sources.fetch_url
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -55,7 +55,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("XPNET_DATA_DIR", raising=False)
     monkeypatch.delenv("XPNET_OFFLINE", raising=False)
     monkeypatch.setitem(sources.SYSTEM_DIRS, "fashion-mnist", [])
-    monkeypatch.setattr(sources, "_fetch", _no_network)
+    monkeypatch.setattr(sources, "fetch_url", _no_network)
     return tmp_path / "cache" / "xpnet"
 
 
@@ -258,7 +258,7 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[
 
 def serve(folder: Path, down: tuple[str, ...] = (),
           tamper: Callable[[str, bytes], bytes] | None = None) -> Callable[[str, Path], None]:
-    """A fake ``_fetch`` serving ``folder``; hosts in ``down`` are unreachable; ``tamper`` edits bytes."""
+    """A fake ``fetch_url`` serving ``folder``; hosts in ``down`` are unreachable; ``tamper`` edits bytes."""
     calls: list[str] = []
 
     def fetch(url: str, dest: Path) -> None:
@@ -276,7 +276,7 @@ def test_download_good_files_are_accepted(isolated: Path, mirror: tuple[Path, di
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     folder, arrays = mirror
     fetch = serve(folder)
-    monkeypatch.setattr(sources, "_fetch", fetch)
+    monkeypatch.setattr(sources, "fetch_url", fetch)
     ds = load_dataset("mnist")
     assert_same(ds, arrays)
     assert not ds.is_sample
@@ -290,7 +290,7 @@ def test_download_good_files_are_accepted(isolated: Path, mirror: tuple[Path, di
 def test_download_tries_the_next_mirror(isolated: Path, mirror: tuple[Path, dict[str, np.ndarray]],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     folder, arrays = mirror
-    monkeypatch.setattr(sources, "_fetch", serve(folder, down=("a.invalid",)))
+    monkeypatch.setattr(sources, "fetch_url", serve(folder, down=("a.invalid",)))
     ds = load_dataset("mnist")
     assert_same(ds, arrays)
     assert "downloaded from https://b.invalid/mnist/" in ds.source
@@ -302,7 +302,7 @@ def test_download_fetches_only_missing_files(isolated: Path, mirror: tuple[Path,
     (isolated / "mnist").mkdir(parents=True)
     shutil.copy(folder / "train-images-idx3-ubyte.gz", isolated / "mnist")
     fetch = serve(folder)
-    monkeypatch.setattr(sources, "_fetch", fetch)
+    monkeypatch.setattr(sources, "fetch_url", fetch)
     assert_same(load_dataset("mnist"), arrays)
     assert [u.rsplit("/", 1)[-1] for u in fetch.calls] == [n + ".gz" for n in NAMES[1:]]  # type: ignore
 
@@ -316,7 +316,7 @@ def test_checksum_mismatch_is_an_error_and_leaves_no_file(isolated: Path,
     def tamper(url: str, data: bytes) -> bytes:
         return other if "train-images" in url else data  # a valid IDX .gz, but not the published file
 
-    monkeypatch.setattr(sources, "_fetch", serve(folder, tamper=tamper))
+    monkeypatch.setattr(sources, "fetch_url", serve(folder, tamper=tamper))
     with warnings.catch_warnings():
         warnings.simplefilter("error", SampleDataWarning)  # wrong data from a mirror is not "offline"
         with pytest.raises(DownloadError, match="train-images-idx3-ubyte.gz: checksum mismatch") as info:
@@ -335,7 +335,7 @@ def test_checksum_mismatch_on_one_mirror_uses_the_next(isolated: Path,
     def tamper(url: str, data: bytes) -> bytes:
         return b"<html>Service Unavailable</html>" if "a.invalid" in url else data
 
-    monkeypatch.setattr(sources, "_fetch", serve(folder, tamper=tamper))
+    monkeypatch.setattr(sources, "fetch_url", serve(folder, tamper=tamper))
     assert_same(load_dataset("mnist"), arrays)
 
 
@@ -351,7 +351,7 @@ def test_interrupted_transfer_leaves_nothing(isolated: Path, mirror: tuple[Path,
         seen.append(dest)
         raise exc
 
-    monkeypatch.setattr(sources, "_fetch", fetch)
+    monkeypatch.setattr(sources, "fetch_url", fetch)
     spec = sources.get_spec("mnist")
     dest_dir = isolated / "mnist"
     with pytest.raises(DownloadError if isinstance(exc, Exception) else KeyboardInterrupt) as info:
@@ -373,7 +373,7 @@ def test_interrupted_download_falls_back_loudly(isolated: Path, mirror: tuple[Pa
             raise TimeoutError("timed out")
         shutil.copyfile(folder / url.rsplit("/", 1)[-1], dest)
 
-    monkeypatch.setattr(sources, "_fetch", fetch)
+    monkeypatch.setattr(sources, "fetch_url", fetch)
     with pytest.warns(SampleDataWarning):
         ds = load_dataset("mnist")
     assert ds.is_sample
@@ -391,7 +391,7 @@ def test_recompressed_download_is_verified_by_uncompressed_sha256(isolated: Path
     def recompress(url: str, data: bytes) -> bytes:
         return gzip.compress(gzip.decompress(data), compresslevel=1, mtime=123456)
 
-    monkeypatch.setattr(sources, "_fetch", serve(folder, tamper=recompress))
+    monkeypatch.setattr(sources, "fetch_url", serve(folder, tamper=recompress))
     caplog.set_level(logging.INFO, logger="xpnet.data")
     spec = sources.get_spec("mnist")
     path, _ = sources.download_file(spec.file("test", "labels"), spec.mirrors, isolated / "mnist")
@@ -401,9 +401,9 @@ def test_recompressed_download_is_verified_by_uncompressed_sha256(isolated: Path
 
 def test_real_fetch_streams_a_file_url(isolated: Path, mirror: tuple[Path, dict[str, np.ndarray]],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real ``_fetch`` (urllib + tqdm) on file:// URLs: no network involved."""
+    """The real ``fetch_url`` (urllib + tqdm) on file:// URLs: no network involved."""
     folder, arrays = mirror
-    monkeypatch.setattr(sources, "_fetch", _REAL_FETCH)
+    monkeypatch.setattr(sources, "fetch_url", _REAL_FETCH)
     spec = replace(sources.get_spec("mnist"), mirrors=(folder.as_uri() + "/",))
     monkeypatch.setitem(sources.SPECS, "mnist", spec)
     ds = load_dataset("mnist")
@@ -416,7 +416,7 @@ def test_bad_file_in_the_user_cache_is_fetched_again(isolated: Path,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     folder, arrays = mirror
-    monkeypatch.setattr(sources, "_fetch", serve(folder))
+    monkeypatch.setattr(sources, "fetch_url", serve(folder))
     load_dataset("mnist")
     bad = isolated / "mnist" / "train-labels-idx1-ubyte.gz"
     bad.write_bytes(bad.read_bytes()[:20])  # damaged on disk after a good download
@@ -456,7 +456,7 @@ def test_offline_env_skips_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def fetch(url: str, dest: Path) -> None:
         raise AssertionError("XPNET_OFFLINE is set: no download may be tried")
 
-    monkeypatch.setattr(sources, "_fetch", fetch)
+    monkeypatch.setattr(sources, "fetch_url", fetch)
     monkeypatch.setenv("XPNET_OFFLINE", "1")
     with pytest.warns(SampleDataWarning, match="downloads are off"):
         assert load_dataset("mnist").is_sample

@@ -255,8 +255,8 @@ class ChecksumError(DataError):
     """A downloaded file does not match its published checksum."""
 
 
-def _fetch(url: str, dest: Path) -> None:
-    """Copy ``url`` into the file ``dest`` (the only function here that uses the network).
+def fetch_url(url: str, dest: Path) -> None:
+    """Copy ``url`` into the file ``dest`` (the only function here that uses the network; tests replace it to stay offline).
 
     Shows a tqdm bar on a terminal. Raises OSError (URLError, timeouts, a
     connection closed before Content-Length bytes arrived) on network failure.
@@ -315,7 +315,7 @@ def download_file(f: FileSpec, mirrors: tuple[str, ...] | list[str], dest_dir: P
         try:
             with atomic_path(dest) as tmp:
                 logger.info("downloading %s", url)
-                _fetch(url, tmp)
+                fetch_url(url, tmp)
                 how = verify_download(tmp.read_bytes(), f, url)
             logger.info("verified %s (%s)", dest, how)
             return dest, mirror
