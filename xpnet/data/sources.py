@@ -256,7 +256,7 @@ class ChecksumError(DataError):
 
 
 def fetch_url(url: str, dest: Path) -> None:
-    """Copy ``url`` into the file ``dest`` (the only function here that uses the network; tests replace it to stay offline).
+    """Copy ``url`` into ``dest``: the only function here that uses the network (tests replace it).
 
     Shows a tqdm bar on a terminal. Raises OSError (URLError, timeouts, a
     connection closed before Content-Length bytes arrived) on network failure.
