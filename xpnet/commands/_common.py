@@ -1,0 +1,126 @@
+"""What the model commands (eval, predict, export) share: one-line errors with exit 2, warnings on one line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input (a file, a flag, a model that does not fit the request): one line, exit 2, nothing written."""
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def say(prog: str, msg: str) -> None:
+    print(f"{prog}: {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def one_line_warnings(prog: str) -> Iterator[None]:
+    """Show each warning (and each record of the ``xpnet`` logger) once, as ``prog: warning: ...``."""
+    seen: set[str] = set()
+
+    def note(text: str) -> None:
+        text = text.strip().splitlines()[0] if text.strip() else "warning"
+        if text not in seen:
+            seen.add(text)
+            say(prog, f"warning: {text}")
+
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            note(record.getMessage())
+
+    log = logging.getLogger("xpnet")
+    handler, propagate = _Handler(logging.WARNING), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+
+            def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+                note(str(message) or category.__name__)
+
+            warnings.showwarning = show
+            yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
+def run(prog: str, body: Callable[[], int]) -> int:
+    """Run a command's body: UsageError → one line and exit 2; Ctrl-C → exit 130."""
+    try:
+        with one_line_warnings(prog):
+            return body()
+    except UsageError as exc:
+        say(prog, f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        say(prog, "interrupted")
+        return 130
+
+
+def positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}")
+    return v
+
+
+def model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="RUN|CHECKPOINT",
+                   help="a run folder (uses best.npz if the run kept one, else checkpoint.npz) or a checkpoint file")
+
+
+def device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+                   help="where to run the net (default auto: CUDA when usable)")
+
+
+def load_model(path: str, device: str) -> Any:
+    """The model at ``path`` on ``device``, every failure a UsageError."""
+    from xpnet import backend
+    from xpnet.model_io import ModelError, load_model
+
+    try:
+        dev = backend.device(device)
+    except backend.DeviceError as exc:
+        raise UsageError(f"--device: {first_line(exc)}") from None
+    try:
+        return load_model(path, dev)
+    except ModelError as exc:
+        raise UsageError(first_line(exc)) from None
+
+
+def check_dataset(model: Any, requested: str | None, what: str) -> str:
+    """The dataset to use: the model's own; a different ``--dataset`` is refused (its classes are not the model's)."""
+    from xpnet.data import DataError
+    from xpnet.data.sources import get_spec
+
+    if requested is None:
+        return str(model.dataset)
+    try:
+        name = get_spec(requested).name
+    except DataError as exc:
+        raise UsageError(f"--dataset: {first_line(exc)}") from None
+    if name != model.dataset:
+        kind = {"mnist": "digits", "fashion-mnist": "clothing"}
+        raise UsageError(f"--dataset {requested}: the model {model.checkpoint} was trained on {model.dataset} "
+                         f"({kind.get(model.dataset, model.dataset)}); it cannot {what} {name} "
+                         f"({kind.get(name, name)})")
+    return name

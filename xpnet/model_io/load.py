@@ -1,0 +1,118 @@
+"""Load a trained model: a run folder or a checkpoint back into the book's net, ready to predict.
+
+A run folder holds ``summary.json`` and ``checkpoint.npz`` (and, where the run kept the best
+validation weights, ``best.npz``). The checkpoint stores the run's config, so the very net that
+was trained is rebuilt and its weights and BatchNorm running statistics are loaded onto the device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xpnet import backend
+from xpnet.data.sources import SPECS
+from xpnet.train import checkpoint as ckpt
+from xpnet.train.config import ConfigError, RunConfig, build_net
+
+#: In a run folder, the weights to use, first found first: the best validation weights a run kept
+#: (its final model and test evaluation use them), else the last checkpoint.
+WEIGHT_FILES = ("best.npz", ckpt.FILENAME)
+
+
+class ModelError(ValueError):
+    """The path is not an xpnet model (or not one this xpnet can rebuild): a one-line reason."""
+
+
+@dataclass
+class LoadedModel:
+    """A trained net and what is known about it."""
+
+    net: Any
+    config: RunConfig
+    checkpoint: Path  # the .npz the weights came from
+    run_dir: Path  # the folder holding it (the run's folder)
+    data: dict[str, Any] = field(default_factory=dict)  # the run's data info (name, source, sizes)
+    summary: dict[str, Any] | None = None  # the run's summary.json, when there is a readable one
+
+    @property
+    def dataset(self) -> str:
+        return self.config.dataset
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names: Fashion-MNIST's garments, or the digits "0".."9" for MNIST."""
+        spec = SPECS.get(self.config.dataset)
+        names = list(spec.classes) if spec is not None and spec.classes else []
+        return names if len(names) == 10 else [str(i) for i in range(10)]
+
+    @property
+    def flat_input(self) -> bool:
+        """True for MLPs, which take (N, 784); conv nets take (N, 1, 28, 28)."""
+        return len(tuple(self.net.input_shape)) == 1
+
+    @property
+    def run_test_acc(self) -> float | None:
+        """The test accuracy the run reported for these weights (summary.json results.test_acc)."""
+        results = (self.summary or {}).get("results") or {}
+        value = results.get("test_acc")
+        return float(value) if isinstance(value, int | float) else None
+
+
+def find_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """The weights file for ``path``: the file itself, or in a run folder :data:`WEIGHT_FILES` in order."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p}: no such run folder or checkpoint")
+    if p.is_dir():
+        for name in WEIGHT_FILES:
+            if (p / name).is_file():
+                return p / name
+        raise ModelError(f"{p} is a folder without {' or '.join(WEIGHT_FILES)}: not an xpnet run")
+    return p
+
+
+def load_model(path: str | os.PathLike[str], device: str | backend.Device = "auto") -> LoadedModel:
+    """Rebuild the net of a run folder or checkpoint on ``device``; every problem is one ModelError."""
+    file = find_checkpoint(path)
+    try:
+        arrays = ckpt.load(file)
+        stored = ckpt.read_config(arrays)
+        cfg = RunConfig.from_dict(dict(stored["run"])).validate()
+    except ckpt.CheckpointError as exc:
+        raise ModelError(str(exc)) from None
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{file} holds a config this xpnet cannot rebuild a net from ({exc})") from None
+    dev = device if isinstance(device, backend.Device) else backend.device(device)
+    net = build_net(cfg, dev)
+    try:
+        net.load_state_dict(ckpt.section(arrays, "net"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{file}: the weights do not fit its own config ({exc})") from None
+    run_dir = file.parent
+    return LoadedModel(net=net, config=cfg, checkpoint=file, run_dir=run_dir,
+                       data=dict(stored.get("data") or {}), summary=_summary(run_dir, file))
+
+
+def load(path: str | os.PathLike[str], device: str | backend.Device = "auto") -> Any:
+    """The trained net of a run folder or checkpoint, on ``device``, ready for ``net.predict(x)``.
+
+    ``predict`` evaluates (BatchNorm uses the running statistics, dropout is off) unless
+    asked for ``train_flg=True``, and returns logits as in the book; softmax gives probabilities.
+    """
+    return load_model(path, device).net
+
+
+def _summary(run_dir: Path, file: Path) -> dict[str, Any] | None:
+    """The run's summary.json when its numbers are about ``file`` (the weights the run ended with), else None."""
+    try:
+        if find_checkpoint(run_dir).resolve() != file.resolve():
+            return None  # e.g. checkpoint.npz of a run whose results come from best.npz
+        with open(run_dir / "summary.json", encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
