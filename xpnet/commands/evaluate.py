@@ -18,6 +18,7 @@ from typing import Any
 from xpnet.commands._common import (
     EXIT_FAIL,
     EXIT_OK,
+    Parser,
     UsageError,
     check_dataset,
     device_arg,
@@ -33,8 +34,8 @@ PROG = "xpnet eval"
 FILES = ("eval.json", "confusion.png", "mistakes.png")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+def build_parser() -> Parser:
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     model_arg(p)
     p.add_argument("--dataset", help="the test set to use; must be the model's own (default: the model's)")
     p.add_argument("--data-dir", metavar="DIR",
