@@ -157,6 +157,7 @@ def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
     except (OSError, ValueError, EOFError) as exc:
         raise ImageError(f"{p}: not a readable .npy array ({_first_line(exc)})") from None
     if not isinstance(a, np.ndarray):
+        a.close()  # an NpzFile holds the file open
         raise ImageError(f"{p}: holds several arrays (an .npz?); give one (28, 28) or (N, 28, 28) array")
     if a.ndim == 2:
         a = a[None]
