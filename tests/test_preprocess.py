@@ -39,8 +39,8 @@ def corr_shift(a: np.ndarray, b: np.ndarray) -> float:
     return max(corr(np.roll(a, (dy, dx), axis=(0, 1)), b) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 
 
-def paper_photo(digit: np.ndarray, size: tuple[int, int] = (1600, 1200), scale: int = 12, at: tuple[int, int] = (150, 900),
-                seed: int = 0) -> np.ndarray:
+def paper_photo(digit: np.ndarray, size: tuple[int, int] = (1600, 1200), scale: int = 12,
+                at: tuple[int, int] = (150, 900), seed: int = 0) -> np.ndarray:
     """The digit written large in dark ink on grey-white paper, somewhere off-centre, with sensor noise (RGB)."""
     w, h = size
     side = 28 * scale
