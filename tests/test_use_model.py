@@ -247,9 +247,16 @@ def test_predict_photos_as_the_dataset_images(mlp_run: Path, mnist_data: Path, t
     assert [r["top"][0]["label"] for r in originals] == list(range(10))
     assert [r["top"][0]["label"] for r in photos] == list(range(10))
     seen = sorted(p.name for p in show.iterdir())
-    assert len(seen) == 20 and "digit7.png" in seen and "originals-9.png" in seen
-    with Image.open(show / "digit3.png") as im:
+    assert len(seen) == 20 and "digit7_28x28.png" in seen and "originals-9_28x28.png" in seen
+    with Image.open(show / "digit3_28x28.png") as im:
         assert im.size == (28, 28) and im.mode == "L"
+    with Image.open(show / "originals-4_28x28.png") as im:  # a .npy input is shown as it was given
+        np.testing.assert_array_equal(np.asarray(im), x[picks[4]])
+    # What --show wrote can be fed back in (and is not overwritten by its own preview).
+    again = show / "digit3_28x28.png"
+    before = again.read_bytes()
+    rc, out, _ = xpnet_cli(capsys, "predict", mlp_run, again, "--show", show)
+    assert rc == 0 and out.split()[1] == "3" and again.read_bytes() == before
 
     rc, out, _ = xpnet_cli(capsys, "predict", mlp_run, files[0], "--top", "2")
     assert rc == 0 and len(out.splitlines()) == 1 and out.split()[1] == "0" and len(out.split()) == 5

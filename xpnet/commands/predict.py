@@ -78,8 +78,12 @@ def _show_dir(arg: str | None) -> Path | None:
     return out
 
 
+SHOW_SUFFIX = "_28x28.png"
+
+
 def show_names(inputs: list[Any]) -> list[str]:
-    """A distinct PNG name per input: the file's stem, ``-i`` for the i-th array of a .npy, ``~n`` on a clash."""
+    """A distinct PNG name per input: ``<stem>_28x28.png`` (``<stem>-i_28x28.png`` for the i-th array of a
+    .npy, ``~n`` added on a clash); the suffix keeps --show from ever taking a picture's own name."""
     names: list[str] = []
     taken: set[str] = set()
     counts: dict[Path, int] = {}
@@ -87,9 +91,9 @@ def show_names(inputs: list[Any]) -> list[str]:
         k = counts.get(inp.path, 0)
         counts[inp.path] = k + 1
         stem = inp.path.stem + (f"-{k}" if inp.name.endswith("]") else "")
-        name, n = f"{stem}.png", 2
+        name, n = stem + SHOW_SUFFIX, 2
         while name in taken:
-            name, n = f"{stem}~{n}.png", n + 1
+            name, n = f"{stem}~{n}{SHOW_SUFFIX}", n + 1
         taken.add(name)
         names.append(name)
     return names
@@ -127,10 +131,11 @@ def _predict(args: argparse.Namespace) -> int:
     tops = top_k(probs, model.classes, args.top)
 
     if show is not None:
+        targets = [show / name for name in show_names(inputs)]
         try:
             show.mkdir(parents=True, exist_ok=True)
-            for inp, name in zip(inputs, show_names(inputs), strict=True):
-                _write_png(show / name, inp.image)
+            for inp, target in zip(inputs, targets, strict=True):
+                _write_png(target, inp.image)
         except OSError as exc:
             say(PROG, f"error: cannot write {exc.filename or show}: {exc.strerror or exc}")
             return EXIT_FAIL
