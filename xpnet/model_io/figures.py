@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,11 @@ from xpnet.train.files import atomic_write
 def _short(name: str) -> str:
     """Fashion-MNIST's longest names shortened so they fit under a 28×28 picture."""
     return {"T-shirt/top": "T-shirt", "Ankle boot": "Boot"}.get(name, name)
+
+
+def _percent(p: float) -> str:
+    """A probability as a percentage rounded down to 0.1, so 0.9996 reads 99.9%, never 100%."""
+    return f"{math.floor(p * 1000) / 10:.1f}%"
 
 
 def _save(fig: object, path: str | os.PathLike[str]) -> Path:
@@ -65,7 +71,7 @@ def mistakes_png(ev: Evaluation, images: np.ndarray, classes: Sequence[str], pat
     for ax, i in zip(axes, order, strict=False):
         ax.imshow(images[i].reshape(28, 28), cmap="gray_r", vmin=0, vmax=255 if images.dtype == np.uint8 else 1)
         true, pred = _short(classes[ev.labels[i]]), _short(classes[ev.predicted[i]])
-        ax.set_title(f"{true}→{pred}\n{ev.confidence(i):.0%}", fontsize=7, color="firebrick", pad=2)
+        ax.set_title(f"{true}→{pred}\n{_percent(ev.confidence(i))}", fontsize=7, color="firebrick", pad=2)
     n_wrong = ev.n - ev.correct
     shown = f"the {len(order)} most confident of {n_wrong} mistakes" if n_wrong else "no mistakes"
     fig.suptitle(title or f"{shown} (true→predicted, confidence)", fontsize=9)
