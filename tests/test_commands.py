@@ -44,7 +44,7 @@ def test_unknown_or_missing_command_is_one_line_exit_2(capsys: pytest.CaptureFix
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'evl' is not a command" in err and "did you mean 'eval'" in err
     assert commands.main([]) == 2
-    assert "commands:" in capsys.readouterr().err
+    assert "commands:" in capsys.readouterr().out
 
 
 def test_command_flag_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -56,8 +56,8 @@ def resolve(name: str) -> Callable[[list[str]], int | None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``xpnet`` and ``python -m xpnet``: run one command, return its exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        print(usage(), file=sys.stderr)
+    if not args:  # like git: the usage, and a status that says no command ran
+        print(usage())
         return EXIT_USAGE
     first, rest = args[0], args[1:]
     if first in ("-h", "--help", "help"):
