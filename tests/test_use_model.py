@@ -120,6 +120,15 @@ def test_a_run_folder_prefers_best_npz(mlp_run: Path, conv_run: Path, tmp_path: 
     shutil.copy(conv_run / "checkpoint.npz", run / "best.npz")  # stands for the best-validation weights
     assert type(xpnet.load(run, device="cpu")).__name__ == "SimpleConvNet"
     assert type(xpnet.load(run / "checkpoint.npz", device="cpu")).__name__ == "MultiLayerNet"
+    # A weights-only best.npz (net/* entries) takes the config from the run's checkpoint.npz.
+    full = ckpt.load(mlp_run)
+    moved = {k: (v + 1 if k == "net/b3" else v) for k, v in full.items() if k.startswith("net/")}
+    np.savez(run / "best.npz", format=np.asarray(ckpt.FORMAT), **moved)
+    net = xpnet.load(run, device="cpu")
+    np.testing.assert_array_equal(np.asarray(net.state_dict()["b3"]), full["net/b3"] + 1)
+    np.savez(run / "best.npz", W1=np.zeros(3))
+    with pytest.raises(ValueError, match="best.npz"):
+        xpnet.load(run, device="cpu")
 
 
 # --- xpnet eval -------------------------------------------------------------------------------------

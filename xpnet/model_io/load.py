@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from xpnet import backend
 from xpnet.data.sources import SPECS
 from xpnet.train import checkpoint as ckpt
@@ -78,12 +80,10 @@ def find_checkpoint(path: str | os.PathLike[str]) -> Path:
 def load_model(path: str | os.PathLike[str], device: str | backend.Device = "auto") -> LoadedModel:
     """Rebuild the net of a run folder or checkpoint on ``device``; every problem is one ModelError."""
     file = find_checkpoint(path)
+    arrays = _read(file)
     try:
-        arrays = ckpt.load(file)
         stored = ckpt.read_config(arrays)
         cfg = RunConfig.from_dict(dict(stored["run"])).validate()
-    except ckpt.CheckpointError as exc:
-        raise ModelError(str(exc)) from None
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{file} holds a config this xpnet cannot rebuild a net from ({exc})") from None
     dev = device if isinstance(device, backend.Device) else backend.device(device)
@@ -95,6 +95,26 @@ def load_model(path: str | os.PathLike[str], device: str | backend.Device = "aut
     run_dir = file.parent
     return LoadedModel(net=net, config=cfg, checkpoint=file, run_dir=run_dir,
                        data=dict(stored.get("data") or {}), summary=_summary(run_dir, file))
+
+
+def _read(file: Path) -> dict[str, Any]:
+    """A checkpoint's arrays. A weights-only file beside a run's checkpoint.npz (``net/*`` entries, as a
+    best-weights file may be) takes the run's config from that checkpoint."""
+    try:
+        return ckpt.load(file)
+    except ckpt.CheckpointError as exc:
+        sibling = file.parent / ckpt.FILENAME
+        if file.name == ckpt.FILENAME or not sibling.is_file():
+            raise ModelError(str(exc)) from None
+        try:
+            with np.load(file, allow_pickle=False) as z:
+                weights = {k: z[k] for k in z.files if k.startswith("net/")}
+            base = ckpt.load(sibling)
+        except Exception:  # unreadable either way: the first reason is the one to give
+            raise ModelError(str(exc)) from None
+        if not weights:
+            raise ModelError(str(exc)) from None
+        return {**{k: v for k, v in base.items() if not k.startswith("net/")}, **weights}
 
 
 def load(path: str | os.PathLike[str], device: str | backend.Device = "auto") -> Any:
