@@ -107,7 +107,8 @@ def test_transparent_canvas_and_other_formats(tmp_path: Path, digits: tuple[np.n
     Image.fromarray(light).save(tmp_path / "digit.bmp")
     Image.fromarray(light).convert("P").save(tmp_path / "digit.gif")
     Image.fromarray(np.stack([light] * 3, -1)).save(tmp_path / "digit.webp", lossless=True)
-    for name in ("strokes.png", "digit.bmp", "digit.gif", "digit.webp"):
+    Image.fromarray(light.astype(np.uint16) * 257).save(tmp_path / "digit16.png")  # a 16-bit scan
+    for name in ("strokes.png", "digit.bmp", "digit.gif", "digit.webp", "digit16.png"):
         [inp] = read_inputs(tmp_path / name)
         assert corr_shift(inp.image, d) > 0.9, name
 

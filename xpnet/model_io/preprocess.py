@@ -49,7 +49,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
                 im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
             has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
             rgba = im.convert("RGBA") if has_alpha else None
-            grey = np.asarray(im.convert("L"), dtype=np.float64)
+            grey = _deep_grey(im) if im.mode.startswith(("I", "F")) else np.asarray(im.convert("L"), np.float64)
     except UnidentifiedImageError:
         raise ImageError(f"{p}: not an image Pillow can read") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -66,6 +66,14 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
             background = 255.0 if ink_level < 128 else 0.0
             grey = grey * alpha + background * (1.0 - alpha)
     return grey
+
+
+def _deep_grey(im: object) -> np.ndarray:
+    """16-bit, 32-bit integer and float greys scaled to 0..255 (Pillow's convert("L") would clip them)."""
+    a = np.asarray(im, dtype=np.float64)
+    top = float(a.max()) if a.size else 0.0
+    full = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0 if top <= 65535.0 else top
+    return a * (255.0 / full)
 
 
 def light_background(grey: np.ndarray) -> bool:
