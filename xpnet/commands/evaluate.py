@@ -35,7 +35,8 @@ FILES = ("eval.json", "confusion.png", "mistakes.png")
 
 
 def build_parser() -> Parser:
-    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+               epilog="exit status: 0 done, 2 bad input (nothing written)")
     model_arg(p)
     p.add_argument("--dataset", help="the test set to use; must be the model's own (default: the model's)")
     p.add_argument("--data-dir", metavar="DIR",
