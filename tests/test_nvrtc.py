@@ -1,0 +1,83 @@
+"""Every CUDA kernel xpnet ships, compiled with NVRTC on a machine without a GPU (issue 11).
+
+CuPy compiles a kernel the first time it runs, so these tests build the translation unit CuPy's
+own code generation makes (:mod:`xpnet.accel.cuda_source`) and compile it with NVRTC from the pip
+wheels (nvidia-cuda-nvrtc-cu12, nvidia-cuda-runtime-cu12's headers) for sm_80 and sm_90, float32
+and float64. They skip only where CuPy or NVRTC is not installed (``make test TEST_BACKEND=cpu``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from xpnet import accel, backend
+from xpnet.layers import Relu
+
+cuda_source = pytest.importorskip("xpnet.accel.cuda_source")
+
+
+@pytest.fixture(scope="module")
+def nvrtc() -> tuple[int, int]:
+    pytest.importorskip("cupy", reason="the nvrtc tests use CuPy's code generation (xpnet[cuda12])")
+    try:
+        return cuda_source.nvrtc_version()
+    except Exception as exc:  # libnvrtc.so.12 not found
+        pytest.skip(f"NVRTC is not installed (pip install nvidia-cuda-nvrtc-cu12): {exc}")
+
+
+KERNELS = cuda_source.every_kernel()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
+def test_nvrtc_compiles_every_kernel_for_sm80_and_sm90(nvrtc: tuple[int, int], kernel: object,
+                                                        dtype: str) -> None:
+    src = cuda_source.elementwise_source(kernel, dtype)
+    assert f'extern "C" __global__ void {kernel.name}(' in src
+    for arch in ("80", "90"):
+        cubin = cuda_source.compile_source(src, arch)
+        assert cubin[:4] == b"\x7fELF", f"{kernel.name} sm_{arch}: NVRTC did not return a cubin"
+
+
+def test_nvrtc_catches_a_broken_kernel_body(nvrtc: tuple[int, int]) -> None:
+    """The compile check can fail: an undefined name in a body is NVRTC's error, with its log."""
+    bad = cuda_source.Kernel("xpnet_bad", "T x", "T y", "y = x * no_such_name")
+    with pytest.raises(RuntimeError, match="no_such_name"):
+        cuda_source.compile_source(cuda_source.elementwise_source(bad, "float32"), "80")
+
+
+def _float_ops(ptx: str) -> list[str]:
+    return [m.group(1) for m in re.finditer(r"^\s*((?:mul|add|sub|fma|div|sqrt)[.\w]*\.f(?:32|64))\s", ptx, re.M)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
+def test_nvrtc_kernels_round_every_operation_like_the_formula(nvrtc: tuple[int, int], kernel: object,
+                                                               dtype: str) -> None:
+    """Defect 4: no fused multiply-add. NVRTC contracts by default (PTX ``mul.f64`` that ptxas may fuse,
+    or ``fma``); with ``--fmad=false`` every operation is an explicitly rounded ``.rn``, as in NumPy."""
+    ptx = cuda_source.compile_source(cuda_source.elementwise_source(kernel, dtype), "80", ptx=True).decode()
+    ops = _float_ops(ptx)
+    assert ops, f"{kernel.name}: no floating-point arithmetic in the PTX (a body that computes nothing?)"
+    assert [op for op in ops if op.startswith("fma") or ".rn" not in op] == [], kernel.name
+
+
+def test_nvrtc_fused_relu_multiplies_by_the_mask_so_nan_stays_nan(nvrtc: tuple[int, int]) -> None:
+    """Defect 7: the fused ReLU computes ``y = x * mask`` (a multiply: NaN * 0 and -inf * 0 are NaN), the
+    same formula as the portable layer, never a select that would turn NaN into 0."""
+    relu = next(k for k in KERNELS if k.name == "xpnet_relu")
+    assert relu.body.replace(" ", "").endswith("y=x*mask")
+    ptx = cuda_source.compile_source(cuda_source.elementwise_source(relu, "float32"), "80", ptx=True).decode()
+    assert any(op.startswith("mul.rn") for op in _float_ops(ptx))
+    x = np.array([np.nan, -np.inf, np.inf, -1.0, 0.0, 2.0], dtype=np.float32)
+    with accel.portable_only(), np.errstate(invalid="ignore"):
+        y = backend.to_host(Relu().forward(x.copy()))
+    np.testing.assert_array_equal(y, [np.nan, np.nan, np.inf, -0.0, 0.0, 2.0])
+
+
+def test_nvrtc_command_line_compiles_all(nvrtc: tuple[int, int], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cuda_source.main(["--arch", "80", "--dtype", "float32"]) == 0
+    assert f"compiled {len(KERNELS)} kernels" in capsys.readouterr().out
