@@ -25,7 +25,7 @@ def numerical_gradient(f: Callable[[Array], Any], x: Array, h: float = 1e-4) -> 
     xp = array_namespace(x)
     grad = xp.zeros_like(x)
     for idx in itertools.product(*(range(n) for n in x.shape)):
-        old = x[idx]
+        old = float(x[idx])  # a copy: on CuPy x[idx] is a 0-d view that the next line would change
         x[idx] = old + h
         f_plus = float(f(x))
         x[idx] = old - h

@@ -42,6 +42,8 @@ class DataLoader:
     ``epoch`` counts finished epochs and ``step`` the batches handed out in the
     current one; :meth:`state_dict` / :meth:`load_state_dict` save and restore
     them, and the next iteration resumes at that batch. One iteration runs at a time.
+    Index labels are checked to lie in [0, num_classes) here, once, so the training step need
+    not check them again (``SoftmaxWithLoss.check_labels``): no device→host sync per step.
     """
 
     def __init__(self, x: Any, t: Any, batch_size: int, shuffle: bool = True, seed: int | None = 0,
@@ -87,6 +89,10 @@ class DataLoader:
         self._scale = bool(normalize) and xp.isdtype(self.x.dtype, "integral")
         t_dev = dev.asarray(t)
         self.t = xp.astype(t_dev, xp.int64) if len(t_shape) == 1 else t_dev
+        if not isinstance(t, np.ndarray) and len(t_shape) == 1:  # device labels: checked here, once
+            lo, hi = int(xp.min(self.t)), int(xp.max(self.t))
+            if lo < 0 or hi >= num_classes:
+                raise ValueError(f"labels must be in 0..{num_classes - 1}, found {lo}..{hi}")
         self._classes = xp.arange(self.num_classes, dtype=xp.int64, device=dev.native)
 
     def _out_shape(self, rest: tuple[int, ...]) -> tuple[int, ...]:

@@ -70,6 +70,17 @@ class FitResult:
         return self.status in ("completed", "early_stopped", "stopped")
 
 
+def _labels_validated(net: Any, loader: Any) -> bool:
+    """A DataLoader checked its labels against [0, num_classes) when it was built, and the net has at
+    least that many outputs: the loss need not check them again on every step."""
+    from xpnet.data.loader import DataLoader
+    from xpnet.layers import Affine
+
+    affines = [layer for layer in getattr(net, "layers", []) if isinstance(layer, Affine)]
+    return (isinstance(loader, DataLoader) and bool(affines) and hasattr(net, "last_layer")
+            and loader.num_classes <= affines[-1].W.shape[-1])
+
+
 class Trainer:
     """Train ``net`` with ``optimizer`` on batches from ``train_loader`` for ``epochs`` epochs.
 
@@ -106,6 +117,8 @@ class Trainer:
         self.stop_reason = ""
         self._pending: list[Any] = []  # device 0-d losses not read back yet
         self._interrupted = False
+        if _labels_validated(net, train_loader):  # no per-step label check: it would sync the device
+            net.last_layer.check_labels = False
 
     # --- control -----------------------------------------------------------------------------
     @property
