@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -9,6 +13,7 @@ import pytest
 
 from tests.helpers import randn
 from xpnet import backend, gradcheck, nets, optim
+from xpnet.accel import flat
 from xpnet.data import DataLoader
 
 # -- defect 2: numerical_gradient read a 0-d view ------------------------------------------------
@@ -123,3 +128,161 @@ def test_device_labels_are_checked_once_by_the_loader(strict_dev: backend.Device
     x = randn(strict_dev, 4, 3, dtype="float32")
     with pytest.raises(ValueError, match=r"labels must be in 0\.\.2, found 0\.\.5"):
         DataLoader(x, strict_dev.asarray(np.array([0, 5, 1, 2])), 2, device=strict_dev, num_classes=3)
+
+
+# -- defect 1: a CuPy that counts devices but cannot compile a kernel --------------------------------
+
+def _fake_cupy(compile_error: str | None) -> types.ModuleType:
+    """A stand-in for CuPy on a host with one GPU whose NVRTC cannot find the CUDA headers."""
+    cupy = types.ModuleType("cupy")
+
+    class Kernel:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if compile_error:
+                raise RuntimeError(compile_error)
+            self.body = args[2]
+
+        def __call__(self, x: np.ndarray) -> np.ndarray:
+            return (x * x + 1).view(FakeArray)
+
+    class FakeArray(np.ndarray):
+        def get(self) -> np.ndarray:
+            return np.asarray(self)
+
+    class Philox:
+        def __init__(self, seed: Any) -> None:
+            self.seed = seed
+
+    class Generator:
+        def __init__(self, bitgen: Philox) -> None:
+            self.rng = np.random.default_rng(bitgen.seed)
+
+        def random(self, shape: Any, dtype: Any) -> np.ndarray:
+            return self.rng.random(shape, dtype=np.float32).view(FakeArray)
+
+    cupy.float32, cupy.ndarray = np.float32, FakeArray
+    cupy.ElementwiseKernel = Kernel
+    cupy.arange = lambda n, dtype: np.arange(n, dtype=dtype)
+    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+                                      Device=lambda i: contextlib.nullcontext())
+    cupy.random = types.SimpleNamespace(Generator=Generator, Philox4x3210=Philox)
+    return cupy
+
+
+def test_cuda_status_says_unusable_when_no_kernel_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    headers = "Failed to find CUDA headers. Please install CUDA toolkit headers"
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(headers))
+    ok, reason, count = backend.cuda_status()
+    assert (ok, count) == (False, 1)
+    assert "cannot compile" in reason and "Failed to find CUDA headers" in reason and "xpnet[cuda12]" in reason
+    assert backend.device("auto").backend == "numpy"  # auto does not pick a GPU that would crash
+    with pytest.warns(backend.CudaFallbackWarning, match="Failed to find CUDA headers"):
+        assert backend.device("cuda").backend == "numpy"
+
+
+def test_cuda_status_runs_the_probe_kernel_and_rng(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(None))
+    assert backend.cuda_status() == (True, "", 1)
+
+
+def test_views_share_memory_raises_instead_of_caching_a_failure() -> None:
+    """A device whose first allocation fails (CuPy compiling its fill kernel) is an error, not 'no'."""
+    class Broken(types.ModuleType):
+        float32 = np.float32
+
+        def zeros(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("Failed to find CUDA headers")
+
+    dev = backend.wrap(Broken("broken_xp"), "gpu0", name="broken")
+    for _ in range(2):  # and the second ask is not answered from a cache
+        with pytest.raises(RuntimeError, match="CUDA headers"):
+            flat.views_share_memory(dev)
+
+
+# -- defect 3: the device RNG's saved state restores the same stream ------------------------------------
+
+def _cupy_device(monkeypatch: pytest.MonkeyPatch) -> backend.Device:
+    fake = _fake_cupy(None)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    xp = types.ModuleType("cupy")
+    xp.float32 = np.float32
+    return backend.Device("cuda:0", xp, contextlib.nullcontext())
+
+
+@pytest.mark.parametrize("kind", ["numpy", "strict", "cupy-path"])
+def test_rng_resume_replays_the_uninterrupted_stream(kind: str, strict_dev: backend.Device,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    dev = {"numpy": backend.cpu(), "strict": strict_dev}.get(kind) or _cupy_device(monkeypatch)
+    assert (dev.backend == "cupy") == (kind == "cupy-path")
+    whole = dev.rng(7)
+    stream = [backend.to_host(whole.random((3, 4), dev.xp.float32)) for _ in range(5)]
+    first = dev.rng(7)
+    for _ in range(2):
+        first.random((3, 4), dev.xp.float32)
+    state = first.state_dict()
+    resumed = dev.rng(123)
+    resumed.load_state_dict(state)
+    for k in range(2, 5):
+        got = resumed.random((3, 4), dev.xp.float32)
+        np.testing.assert_array_equal(backend.to_host(got), stream[k])
+    assert set(json.loads(state["rng"])) == {"seed", "draws"}  # nothing library-specific to lose
+
+
+# -- defect 5: every array of a net and its optimizer on the device asked for ------------------------
+
+def _arrays(obj: Any, seen: set[int], depth: int = 0) -> list[Any]:
+    """Every array reachable from ``obj`` through attributes, dicts, lists and tuples."""
+    if id(obj) in seen or depth > 6:
+        return []
+    seen.add(id(obj))
+    if hasattr(obj, "__array_namespace__"):
+        return [obj]
+    if isinstance(obj, dict):
+        items = list(obj.values())
+    elif isinstance(obj, list | tuple):
+        items = list(obj)
+    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("xpnet"):
+        items = list(vars(obj).values())
+    else:
+        return []
+    return [a for item in items for a in _arrays(item, seen, depth + 1)]
+
+
+@pytest.mark.parametrize("name", ["two_layer", "multi", "conv"])
+def test_every_array_lands_on_the_second_device(name: str) -> None:
+    import array_api_strict as strict
+
+    dev = backend.wrap(strict, strict.Device("device2"), name="strict:device2")
+    if name == "conv":
+        net = nets.SimpleConvNet(device=dev, seed=0, weight_decay_lambda=1e-3)
+        x = dev.asarray(np.random.default_rng(0).random((4, 1, 28, 28)), dtype=strict.float32)
+    else:
+        net = (nets.TwoLayerNet(784, 10, 10, device=dev, seed=0) if name == "two_layer" else
+               nets.MultiLayerNet(784, [10, 10], 10, device=dev, seed=0, use_dropout=True, use_batchnorm=True))
+        x = dev.asarray(np.random.default_rng(0).random((4, 784)), dtype=strict.float32)
+    t = dev.asarray(np.array([1, 2, 3, 4]))
+    opt = optim.Adam(1e-3)
+    for _ in range(2):
+        opt.update(net.params, net.gradient(x, t))
+    net.accuracy(x, t)
+    arrays = _arrays(net, set()) + _arrays(opt, set())
+    assert len(arrays) > 8
+    assert {str(a.device) for a in arrays} == {str(dev.native)}
+
+
+# -- defect 10: a Device can be a dict key ---------------------------------------------------------------
+
+def test_devices_hash_even_when_the_native_device_does_not() -> None:
+    class Unhashable:
+        __hash__ = None  # like cupy.cuda.Device
+
+        def __repr__(self) -> str:
+            return "<CUDA Device 0>"
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Unhashable)
+
+    a = backend.Device("cuda:0", types.ModuleType("cupy"), Unhashable())
+    b = backend.Device("cuda:0", a.xp, Unhashable())
+    assert a == b and {a: 1}[b] == 1
+    assert len({backend.cpu(), backend.cpu()}) == 1

@@ -9,6 +9,7 @@ every library-specific fast path lives in :mod:`xpnet.accel`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import warnings
@@ -53,6 +54,9 @@ class Device:
     xp: ModuleType = field(repr=False)
     native: Any = field(repr=False)
 
+    def __hash__(self) -> int:  # cupy.cuda.Device is unhashable: hash what names the device
+        return hash((self.backend, str(self.native)))
+
     @property
     def backend(self) -> str:
         """Short library name: 'numpy', 'cupy' or the module name of the namespace."""
@@ -72,7 +76,14 @@ class Device:
         return to_device(x, self, dtype=dtype)
 
     def zeros(self, shape: tuple[int, ...] | int, dtype: Any) -> Any:
-        return self.xp.zeros(shape, dtype=dtype, device=self.native)
+        with self.context():
+            return self.xp.zeros(shape, dtype=dtype, device=self.native)
+
+    def context(self) -> Any:
+        """A ``with`` block in which new arrays land on this device: CuPy allocates on the *current*
+        GPU (array-api-compat's CuPy ``zeros``/``arange`` ignore ``device=``); other libraries honour
+        ``device=`` and need nothing."""
+        return self.native if self.backend == "cupy" else contextlib.nullcontext()
 
     def dtype(self, name: str) -> Any:
         """The namespace's dtype object for 'float32', 'float64', 'uint8', ..."""
@@ -119,7 +130,10 @@ def cuda_status() -> tuple[bool, str, int]:
         return False, reason, 0
     if count == 0:
         return False, "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)", 0
-    return True, "", count
+    from xpnet.accel import kernels  # compiling a kernel is accel's business
+
+    problem = kernels.probe()
+    return (False, problem, count) if problem else (True, "", count)
 
 
 _SPEC = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
@@ -156,8 +170,11 @@ def device(spec: str | Device = "auto") -> Device:
 def _cuda(index: int) -> Device:
     import cupy
 
-    xp = array_api_compat.array_namespace(cupy.empty(0))
-    return Device(f"cuda:{index}", xp, cupy.cuda.Device(index))
+    native = cupy.cuda.Device(index)
+    native.use()  # the current GPU: what CuPy allocates on wherever no `with device:` says otherwise
+    with native:
+        xp = array_api_compat.array_namespace(cupy.empty(0))
+    return Device(f"cuda:{index}", xp, native)
 
 
 def device_of(x: Any) -> Device:
@@ -191,7 +208,8 @@ def to_device(x: Any, dev: Device, dtype: Any = None) -> Any:
         import cupy
 
         with dev.native:
-            out = cupy.asarray(x)
+            other_gpu = isinstance(x, cupy.ndarray) and x.device.id != dev.native.id
+            out = x.copy() if other_gpu else cupy.asarray(x)  # copy() copies onto the current GPU
     elif dev.is_host:
         out = to_host(x)
     else:
@@ -213,48 +231,34 @@ def host_rng(seed: int | None) -> np.random.Generator:
 class DeviceRNG:
     """Uniform random numbers made on a device (dropout masks).
 
-    The Array API has no RNG, so each library gets its own: CuPy's generator on
-    the GPU; NumPy's on the host for NumPy and for other namespaces (then moved).
-    The state round-trips through :meth:`state_dict` as plain text, so a resumed
-    run draws the same masks (exactly on the host; on CuPy the stream restarts
-    from a seed derived from the draw count).
+    The Array API has no RNG, so each library gets its own: CuPy's (cuRAND Philox) on the GPU,
+    NumPy's PCG64 on the host for NumPy and for other namespaces (then moved). Draw number k comes
+    from a generator seeded by (seed, k) alone, so the state is just (seed, draws): a resumed run
+    draws the same masks as an uninterrupted one on every backend (the numbers differ between
+    libraries; the promise is per backend).
     """
 
     def __init__(self, dev: Device, seed: int | None) -> None:
         self.device = dev
         self.seed = 0 if seed is None else int(seed)
         self.draws = 0
-        self._reset()
-
-    def _reset(self) -> None:
-        entropy = [self.seed, self.draws, 0x5EED]
-        if self.device.backend == "cupy":
-            import cupy
-
-            s = int(np.random.SeedSequence(entropy).generate_state(1)[0])
-            with self.device.native:
-                self._gen = cupy.random.default_rng(s)
-        else:
-            self._gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
 
     def random(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """Uniform [0, 1) numbers of ``shape`` on the device."""
+        entropy = np.random.SeedSequence([self.seed, self.draws, 0x5EED])
         self.draws += 1
         if self.device.backend == "cupy":
-            with self.device.native:
-                return self._gen.random(shape, dtype=dtype)
-        host = self._gen.random(shape, dtype=np.float32)
+            import cupy
+
+            with self.device.native:  # Philox: a counter-based generator, cheap to seed per draw
+                gen = cupy.random.Generator(cupy.random.Philox4x3210(entropy))
+                return gen.random(shape, dtype=dtype)
+        host = np.random.Generator(np.random.PCG64(entropy)).random(shape, dtype=np.float32)
         return to_device(host, self.device, dtype=dtype)
 
     def state_dict(self) -> dict[str, str]:
-        state: dict[str, Any] = {"seed": self.seed, "draws": self.draws}
-        if self.device.backend != "cupy":
-            state["bit_generator"] = self._gen.bit_generator.state
-        return {"rng": json.dumps(state)}
+        return {"rng": json.dumps({"seed": self.seed, "draws": self.draws})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         s = json.loads(str(state["rng"]))
         self.seed, self.draws = int(s["seed"]), int(s["draws"])
-        self._reset()
-        if "bit_generator" in s and self.device.backend != "cupy":
-            self._gen.bit_generator.state = s["bit_generator"]

@@ -29,14 +29,15 @@ def views_share_memory(dev: Device) -> bool:
     key = (dev.backend, str(dev.native))
     if key not in _WRITE_THROUGH:
         xp = dev.xp
+        buf = dev.zeros(6, xp.float32)
+        view = xp.reshape(buf[2:6], (2, 2))
         try:
-            buf = xp.zeros(6, dtype=xp.float32, device=dev.native)
-            view = xp.reshape(buf[2:6], (2, 2))
             view[...] = xp.ones((2, 2), dtype=xp.float32, device=dev.native)
             view += 1.0
-            _WRITE_THROUGH[key] = float(xp.sum(buf)) == 8.0 and float(buf[0]) == 0.0
-        except Exception:  # a library whose arrays refuse in-place writes: no shared buffer
+        except (TypeError, ValueError, NotImplementedError):  # arrays that refuse in-place writes
             _WRITE_THROUGH[key] = False
+        else:  # anything else (a GPU that cannot compile a kernel) is raised, never cached as "no"
+            _WRITE_THROUGH[key] = float(xp.sum(buf)) == 8.0 and float(buf[0]) == 0.0
     return _WRITE_THROUGH[key]
 
 

@@ -83,3 +83,30 @@ def optimizer(cls: type[optim.Optimizer], hyper: dict[str, float]) -> Callable[.
 
         _BUILT[cls] = run
     return _BUILT[cls]
+
+
+_PROBE: dict[int, str] = {}  # id(cupy module) -> '' or the reason
+
+
+def probe() -> str:
+    """'' when GPU 0 compiles and runs an elementwise kernel and draws random numbers, else why not.
+
+    Counting devices is not enough: CuPy compiles every elementwise operation (``astype`` too) with
+    NVRTC against the CUDA headers, which a bare driver host or a ``-runtime`` image lacks, and cuRAND
+    is one more library that can be missing. ``backend.cuda_status`` asks; the answer is kept."""
+    import cupy
+
+    if id(cupy) not in _PROBE:
+        try:
+            with cupy.cuda.Device(0):
+                x = cupy.arange(4, dtype=cupy.float32)
+                y = _elementwise("T x", "T y", "y = x * x + (T)1", "probe")(x)
+                r = cupy.random.Generator(cupy.random.Philox4x3210(0)).random(4, dtype=cupy.float32)
+                ok = y.get().tolist() == [1.0, 2.0, 5.0, 10.0] and bool(((r >= 0) & (r < 1)).all())
+            _PROBE[id(cupy)] = "" if ok else "a compiled CuPy kernel returned wrong numbers on cuda:0"
+        except Exception as exc:  # the reason is the answer: CUDA is then unusable, and says why
+            text = (str(exc).strip().splitlines() or [""])[0]
+            _PROBE[id(cupy)] = (f"CuPy cannot compile or run a kernel on cuda:0 ({exc.__class__.__name__}: "
+                                f"{text}); install CuPy with its CUDA toolkit wheels: pip install 'xpnet[cuda12]' "
+                                "(or 'xpnet[cuda13]' on a CUDA 13 driver)")
+    return _PROBE[id(cupy)]
