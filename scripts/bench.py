@@ -302,9 +302,13 @@ def _device_memory(runner: Runner, steps: int) -> float:
     import cupy
 
     pool = cupy.get_default_memory_pool()
-    before = pool.used_bytes()
+    runner.dev.synchronize()
+    pool.free_all_blocks()  # cached free blocks would count as use: start with total == used
+    before = pool.total_bytes()
     runner.run(1 + steps)
-    return (pool.total_bytes() - before) / 2**20  # the pool keeps what it needed at the peak
+    # The pool only grows when what is in use does not fit, so its total now is the run's peak (plus block
+    # rounding): total - before is what the run added at its peak, not counting blocks cached before it.
+    return (pool.total_bytes() - before) / 2**20
 
 
 def memory_worker(spec: dict[str, Any]) -> None:

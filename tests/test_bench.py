@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -122,3 +122,43 @@ def test_unwritable_out_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bench.py: error: "), proc.stderr
+
+
+def test_gpu_memory_figure_is_the_runs_peak_not_the_pools_cache(bench: ModuleType,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, defect 10: CuPy's pool keeps freed blocks; total - used counted them as the run's memory."""
+
+    class Pool:  # CuPy's pool: reuses cached free blocks, grows only when they do not fit
+        def __init__(self) -> None:
+            self.used, self.free = 100 * 2**20, 400 * 2**20  # 400 MiB cached from earlier work
+
+        def used_bytes(self) -> int:
+            return self.used
+
+        def total_bytes(self) -> int:
+            return self.used + self.free
+
+        def free_all_blocks(self) -> None:
+            self.free = 0
+
+        def alloc(self, n: int) -> None:
+            reuse = min(n, self.free)
+            self.free -= reuse
+            self.used += n
+
+        def release(self, n: int) -> None:
+            self.used -= n
+            self.free += n
+
+    pool = Pool()
+    monkeypatch.setitem(sys.modules, "cupy", SimpleNamespace(get_default_memory_pool=lambda: pool))
+
+    class Runner:  # a run whose working set peaks at 50 MiB
+        dev = SimpleNamespace(synchronize=lambda: None)
+
+        def run(self, steps: int) -> None:
+            for _ in range(steps):
+                pool.alloc(50 * 2**20)
+                pool.release(50 * 2**20)
+
+    assert bench._device_memory(Runner(), 3) == pytest.approx(50.0)
