@@ -76,3 +76,23 @@ def test_failed_cpu_check_exits_nonzero(monkeypatch: pytest.MonkeyPatch, capsys:
 def test_python_m_xpnet_without_command_prints_usage() -> None:
     run = subprocess.run([sys.executable, "-m", "xpnet"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "doctor" in run.stdout
+
+
+@pytest.mark.parametrize(("driver", "expect"), [(13000, "xpnet[cuda13]"), (13020, "cupy-cuda13x"),
+                                                (12080, "xpnet[cuda12]"), (12090, "cupy-cuda12x"), (11080, None)])
+def test_the_doctor_names_the_cupy_for_the_driver(driver: int, expect: str | None) -> None:
+    got = doctor.matching_cupy(driver)
+    assert got is None if expect is None else expect in got
+
+
+def test_advice_for_a_cupy_that_cannot_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, defect 1: devices are visible but no kernel compiles (no CUDA headers): say what to install."""
+    monkeypatch.setattr(doctor, "cuda_facts", lambda: {"CuPy for this driver": "cupy-cuda13x (pip install ...)"})
+    tips = doctor.advice_for("CuPy cannot compile or run a kernel on cuda:0 (RuntimeError: Failed to find CUDA "
+                             "headers); install CuPy with its CUDA toolkit wheels")
+    assert "cupy-cuda12x[ctk]" in tips[0] and "cupy-cuda13x" in tips[1]
+
+
+def test_kernel_check_fails_where_there_is_no_compiled_kernel() -> None:
+    ok, detail = doctor.kernel_check(backend.cpu())
+    assert not ok and "no compiled kernel" in detail

@@ -2,8 +2,10 @@
 
 It prints the versions that matter, the backends found, the CUDA devices (name, memory, compute
 capability) when there are any, and whether each backend really computes: a small float32 matmul is
-run on it and checked against a float64 result made on the host. When CUDA is unusable it says why
-(``backend.cuda_status``) and what to do about it.
+run on it and checked against a float64 result made on the host, and on a GPU one of xpnet's compiled
+kernels and one random draw too (a cuBLAS matmul compiles nothing: a host without the CUDA headers
+passes it and then fails on the first elementwise operation). When CUDA is unusable it says why
+(``backend.cuda_status``) and what to do about it, and it says which CuPy build matches the driver.
 
 Exit status: 0 when at least the CPU backend works (xpnet can train, if only on the CPU), 1 when it does
 not, and 2 with ``--require-cuda`` when no CUDA device works.
@@ -136,6 +138,37 @@ def matmul_check(dev: Any) -> tuple[bool, str]:
     return ok, f"{MATMUL_N}x{MATMUL_N} float32 matmul {verdict} (max error {err:.1e})"
 
 
+def kernel_check(dev: Any) -> tuple[bool, str]:
+    """Run xpnet's fused ReLU kernel (NVRTC-compiled) and one dropout-mask draw on ``dev``; check both."""
+    import numpy as np
+
+    from xpnet import accel, backend
+
+    x = np.array([-2.0, -0.5, 0.0, 0.5, 3.0], dtype=np.float32)
+    try:
+        fused = accel.kernel("relu", dev.asarray(x))
+        if fused is None:
+            return False, "no compiled kernel for this device"
+        y, mask = fused(dev.asarray(x))
+        r = backend.to_host(dev.rng(0).random((1000,), dev.dtype("float32")))
+        dev.synchronize()
+    except Exception as exc:
+        return False, f"compiled kernel or RNG failed: {_first_line(exc)}"
+    ok = (np.array_equal(backend.to_host(y), np.maximum(x, 0)) and np.array_equal(backend.to_host(mask), x > 0)
+          and r.min() >= 0 and r.max() < 1 and 0.4 < r.mean() < 0.6)
+    return ok, "compiled ReLU kernel and RNG draw " + ("checked" if ok else "WRONG RESULT")
+
+
+def matching_cupy(driver_cuda: int) -> str | None:
+    """The CuPy package (and xpnet extra) for a driver that supports CUDA ``driver_cuda`` (e.g. 12080), or None."""
+    major = driver_cuda // 1000
+    if major >= 13:
+        return "cupy-cuda13x (pip install 'xpnet[cuda13]')"
+    if major == 12:
+        return "cupy-cuda12x (pip install 'xpnet[cuda12]')"
+    return None
+
+
 def _device_info(index: int) -> dict[str, Any]:
     import cupy
 
@@ -169,9 +202,21 @@ def cuda_facts() -> dict[str, Any]:
         import cupy
 
         facts["CuPy's CUDA runtime"] = _cuda_version(cupy.cuda.runtime.runtimeGetVersion())
-        facts["driver supports CUDA"] = _cuda_version(cupy.cuda.runtime.driverGetVersion())
+        driver = cupy.cuda.runtime.driverGetVersion()
+        facts["driver supports CUDA"] = _cuda_version(driver)
     except Exception as exc:
         facts["CuPy"] = _first_line(exc)
+        return facts
+    if driver:
+        facts["CuPy for this driver"] = matching_cupy(driver) or (
+            f"none: CuPy 14 needs a driver for CUDA 12 or 13, this one supports {_cuda_version(driver)}")
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        major, minor = nvrtc.getVersion()
+        facts["NVRTC"] = f"{major}.{minor}"
+    except Exception as exc:  # e.g. libnvrtc.so.12 missing on a CUDA 13-only host
+        facts["NVRTC"] = f"not loadable: {_first_line(exc)}"
     return facts
 
 
@@ -181,7 +226,8 @@ def advice_for(reason: str) -> list[str]:
     container = _in_container()
     if "cupy is not installed" in r:
         if importlib.util.find_spec("cupy") is None:
-            return ["CuPy is not installed: pip install 'xpnet[cuda12]' (CUDA 12, NVIDIA driver R525 or newer), "
+            return ["CuPy is not installed: pip install 'xpnet[cuda12]' (a driver for CUDA 12: R575+ natively, R525+ "
+                    "through CUDA minor-version compatibility) or 'xpnet[cuda13]' (a driver for CUDA 13, R580+), "
                     "or `make venv BACKEND=cuda12`, or use the Docker image"]
         return ["CuPy is installed but does not import: reinstall the build for your CUDA "
                 "(pip install --force-reinstall 'xpnet[cuda12]') and keep exactly one cupy-* package installed "
@@ -195,9 +241,16 @@ def advice_for(reason: str) -> list[str]:
             else:
                 tips.append("no NVIDIA driver is installed (libcuda.so.1 is missing): install the NVIDIA driver; "
                             "`nvidia-smi` should then list your GPU")
-        tips.append("if the driver is installed but old: update it to one that supports CUDA 12 (R525 or newer; "
-                    "`nvidia-smi` shows the highest CUDA version it supports), or install the CuPy build that "
-                    "matches it (e.g. cupy-cuda11x for a CUDA 11 driver; see backends/README.md)")
+        tips.append("if the driver is installed but old: update it to one that supports CUDA 12.9 (R575 or "
+                    "newer; R525+ runs it only through CUDA minor-version compatibility) or CUDA 13 (R580+, with "
+                    "xpnet[cuda13]); `nvidia-smi` shows the highest CUDA version it supports (see backends/README.md)")
+        return tips
+    if "cannot compile" in r or "nvrtc" in r:
+        tips = ["CuPy needs NVRTC and the CUDA headers to compile its kernels: install CuPy with NVIDIA's toolkit "
+                "wheels, pip install 'xpnet[cuda12]' (cupy-cuda12x[ctk]), or a -devel CUDA image"]
+        driver = cuda_facts().get("CuPy for this driver")
+        if driver:
+            tips.append(f"the CuPy build for this driver: {driver}; keep exactly one cupy-* package installed")
         return tips
     if "no cuda device" in r:
         tips = ["run `nvidia-smi`: it should list the GPU"]
@@ -242,14 +295,17 @@ def diagnose() -> Report:
         info = _device_info(i)
         rep.devices.append(info)
         try:
-            ok, detail = matmul_check(backend.device(f"cuda:{i}"))
+            dev = backend.device(f"cuda:{i}")
+            ok, detail = matmul_check(dev)
+            k_ok, k_detail = kernel_check(dev)
+            ok, detail = ok and k_ok, f"{detail}; {k_detail}"
         except Exception as exc:
             ok, detail = False, f"could not use the device: {_first_line(exc)}"
         rep.checks.append(Check(f"cuda:{i}", "cupy", ok, detail))
         if ok:
             rep.fast_paths[f"cuda:{i}"] = accel.describe_line(backend.device(f"cuda:{i}"))
     if not rep.cuda_ok:
-        rep.advice = ["CUDA devices are visible but the matmul check failed on each: update the NVIDIA driver, "
+        rep.advice = ["CUDA devices are visible but the checks failed on each: update the NVIDIA driver, "
                       "check `nvidia-smi` for errors (ECC, Xid), and check the GPU is not out of memory"]
     return rep
 
