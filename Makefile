@@ -66,3 +66,11 @@ lock: $(LOCK_VENV)/bin/pip-compile
 ## Build the Docker image with podman (CPU smoke training inside); slow, not part of `make test`.
 image-check:
 	scripts/check_image.sh $(IMAGE_ARGS)
+
+## On a host with an NVIDIA GPU: doctor, the whole suite with CuPy required, bench, the main job on CUDA and a
+## no-sync run; writes gpu-report/report.{json,md}. Uses $(GPU_PYTHON) as it is (GPU hosts are often offline:
+## nothing is installed); without CUDA it stops at once with exit 2 and one line saying what is missing.
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+.PHONY: gpu-check
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)

@@ -3,7 +3,8 @@
 - numpy:  NumPy on the host.
 - strict: array_api_strict on Device('device1'), a simulated accelerator that
   raises on any host/device mix and on any call outside the Array API standard.
-- cupy:   a real CUDA device; skipped, with the reason, where none is visible.
+- cupy:   a real CUDA device; skipped, with the reason, where none is visible (a failure instead with
+          XPNET_REQUIRE_CUPY=1, as ``make gpu-check`` sets it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import no_cuda
 from xpnet import backend
 
 
@@ -25,7 +27,7 @@ def _strict() -> backend.Device:
 def _cupy() -> backend.Device:
     ok, reason, _ = backend.cuda_status()
     if not ok:
-        pytest.skip(f"cupy backend skipped: {reason}")
+        no_cuda(f"cupy backend skipped: {reason}")
     return backend.device("cuda:0")
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, NoReturn
 
 import numpy as np
+import pytest
 
 from xpnet.backend import Device, to_device, to_host
 
@@ -39,3 +41,15 @@ class FixedRNG:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+REQUIRE_CUPY = "XPNET_REQUIRE_CUPY"
+
+
+def no_cuda(reason: str) -> NoReturn:
+    """Skip a test that needs CUDA, saying why; with XPNET_REQUIRE_CUPY=1 (``make gpu-check``) fail it instead,
+    so a GPU run cannot pass by skipping the very tests it is for."""
+    if os.environ.get(REQUIRE_CUPY) == "1":
+        pytest.fail(f"{REQUIRE_CUPY}=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+

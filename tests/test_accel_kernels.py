@@ -14,7 +14,7 @@ import inspect
 import numpy as np
 import pytest
 
-from tests.helpers import randn
+from tests.helpers import no_cuda, randn
 from xpnet import accel, backend, optim
 from xpnet.accel import host, kernels
 from xpnet.backend import Device, to_host
@@ -82,7 +82,7 @@ def test_every_optimizer_has_its_fused_variants_keyed_by_class() -> None:
 def cuda_dev() -> Device:
     ok, reason, _ = backend.cuda_status()
     if not ok:
-        pytest.skip(f"CuPy fused kernels need CUDA: {reason}")
+        no_cuda(f"CuPy fused kernels need CUDA: {reason}")
     return backend.device("cuda:0")
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -286,3 +289,20 @@ def test_devices_hash_even_when_the_native_device_does_not() -> None:
     b = backend.Device("cuda:0", a.xp, Unhashable())
     assert a == b and {a: 1}[b] == 1
     assert len({backend.cpu(), backend.cpu()}) == 1
+
+
+# -- make gpu-check: a GPU run cannot pass by skipping -----------------------------------------------------
+
+def test_require_cupy_turns_the_cupy_skip_into_a_failure() -> None:
+    ok, _, _ = backend.cuda_status()
+    if ok:
+        pytest.skip("CUDA is usable here: the cupy tests run rather than skip")
+    test = "tests/test_backend.py::test_device_rng_is_seeded_and_resumable[cupy]"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test]
+    plain = subprocess.run(run, capture_output=True, text=True, cwd=root, env=env, timeout=120)
+    assert plain.returncode == 0 and "1 skipped" in plain.stdout, plain.stdout
+    required = subprocess.run(run, capture_output=True, text=True, cwd=root, timeout=120,
+                              env={**env, "XPNET_REQUIRE_CUPY": "1"})
+    assert required.returncode == 1 and "XPNET_REQUIRE_CUPY=1 but cupy backend skipped" in required.stdout

@@ -8,11 +8,13 @@ and float64. They skip only where CuPy or NVRTC is not installed (``make test TE
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import numpy as np
 import pytest
 
+from tests.helpers import no_cuda
 from xpnet import accel, backend
 from xpnet.layers import Relu
 
@@ -21,11 +23,12 @@ cuda_source = pytest.importorskip("xpnet.accel.cuda_source")
 
 @pytest.fixture(scope="module")
 def nvrtc() -> tuple[int, int]:
-    pytest.importorskip("cupy", reason="the nvrtc tests use CuPy's code generation (xpnet[cuda12])")
+    if importlib.util.find_spec("cupy") is None:
+        no_cuda("the nvrtc tests use CuPy's code generation: CuPy is not installed (backends/test.txt has it)")
     try:
         return cuda_source.nvrtc_version()
     except Exception as exc:  # libnvrtc.so.12 not found
-        pytest.skip(f"NVRTC is not installed (pip install nvidia-cuda-nvrtc-cu12): {exc}")
+        no_cuda(f"NVRTC is not installed (pip install nvidia-cuda-nvrtc-cu12): {exc}")
 
 
 KERNELS = cuda_source.every_kernel()
