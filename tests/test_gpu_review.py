@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers import randn
+from tests.helpers import no_cuda, randn
 from xpnet import backend, gradcheck, nets, optim
 from xpnet.accel import flat
 from xpnet.data import DataLoader
@@ -306,3 +306,25 @@ def test_require_cupy_turns_the_cupy_skip_into_a_failure() -> None:
     required = subprocess.run(run, capture_output=True, text=True, cwd=root, timeout=120,
                               env={**env, "XPNET_REQUIRE_CUPY": "1"})
     assert required.returncode == 1 and "XPNET_REQUIRE_CUPY=1 but cupy backend skipped" in required.stdout
+
+
+def test_every_array_lands_on_the_second_gpu() -> None:
+    """Defect 5 on real GPUs (gpu-check on a host with two): nothing of a net or its optimizer on GPU 0."""
+    ok, reason, count = backend.cuda_status()
+    if not ok:
+        no_cuda(f"cupy backend skipped: {reason}")
+    if count < 2:
+        pytest.skip(f"needs two GPUs, {count} visible")
+    dev = backend.device("cuda:1")
+    backend.device("cuda:0")  # the current GPU is now 0: allocations must still follow the net's device
+    net = nets.MultiLayerNet(784, [10, 10], 10, device=dev, seed=0, use_dropout=True, use_batchnorm=True)
+    x = dev.asarray(np.random.default_rng(0).random((4, 784)), dtype=dev.xp.float32)
+    t = dev.asarray(np.array([1, 2, 3, 4]))
+    opt = optim.Adam(1e-3)
+    with dev.context():
+        for _ in range(2):
+            opt.update(net.params, net.gradient(x, t))
+    arrays = _arrays(net, set()) + _arrays(opt, set())
+    assert {a.device.id for a in arrays} == {1}
+    moved = backend.to_device(backend.to_device(np.ones(3), backend.device("cuda:0")), dev)
+    assert moved.device.id == 1
