@@ -153,7 +153,7 @@ def _fake_cupy(compile_error: str | None) -> types.ModuleType:
             return np.asarray(self)
 
     class Philox:
-        def __init__(self, seed: Any) -> None:
+        def __init__(self, seed: Any, size: int = -1) -> None:
             self.seed = seed
 
     class Generator:

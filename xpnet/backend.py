@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -250,8 +251,11 @@ class DeviceRNG:
         if self.device.backend == "cupy":
             import cupy
 
-            with self.device.native:  # Philox: a counter-based generator, cheap to seed per draw
-                gen = cupy.random.Generator(cupy.random.Philox4x3210(entropy))
+            # Philox: counter-based, cheap to seed per draw. A fixed number of states (not CuPy's default,
+            # which grows with the GPU's SM count) makes the masks the same on every GPU.
+            states = max(1, min(math.prod(shape), 1 << 16))
+            with self.device.native:
+                gen = cupy.random.Generator(cupy.random.Philox4x3210(entropy, size=states))
                 return gen.random(shape, dtype=dtype)
         host = np.random.Generator(np.random.PCG64(entropy)).random(shape, dtype=np.float32)
         return to_device(host, self.device, dtype=dtype)

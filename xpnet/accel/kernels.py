@@ -16,6 +16,7 @@ digit when the two products nearly cancel. :mod:`.cuda_source` compiles all of t
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -85,7 +86,7 @@ def optimizer(cls: type[optim.Optimizer], hyper: dict[str, float]) -> Callable[.
     return _BUILT[cls]
 
 
-_PROBE: dict[int, str] = {}  # id(cupy module) -> '' or the reason
+_PROBE: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # the cupy module -> '' or why not
 
 
 def probe() -> str:
@@ -96,17 +97,17 @@ def probe() -> str:
     is one more library that can be missing. ``backend.cuda_status`` asks; the answer is kept."""
     import cupy
 
-    if id(cupy) not in _PROBE:
+    if cupy not in _PROBE:
         try:
             with cupy.cuda.Device(0):
                 x = cupy.arange(4, dtype=cupy.float32)
                 y = _elementwise("T x", "T y", "y = x * x + (T)1", "probe")(x)
                 r = cupy.random.Generator(cupy.random.Philox4x3210(0)).random(4, dtype=cupy.float32)
                 ok = y.get().tolist() == [1.0, 2.0, 5.0, 10.0] and bool(((r >= 0) & (r < 1)).all())
-            _PROBE[id(cupy)] = "" if ok else "a compiled CuPy kernel returned wrong numbers on cuda:0"
+            _PROBE[cupy] = "" if ok else "a compiled CuPy kernel returned wrong numbers on cuda:0"
         except Exception as exc:  # the reason is the answer: CUDA is then unusable, and says why
             text = (str(exc).strip().splitlines() or [""])[0]
-            _PROBE[id(cupy)] = (f"CuPy cannot compile or run a kernel on cuda:0 ({exc.__class__.__name__}: "
+            _PROBE[cupy] = (f"CuPy cannot compile or run a kernel on cuda:0 ({exc.__class__.__name__}: "
                                 f"{text}); install CuPy with its CUDA toolkit wheels: pip install 'xpnet[cuda12]' "
                                 "(or 'xpnet[cuda13]' on a CUDA 13 driver)")
-    return _PROBE[id(cupy)]
+    return _PROBE[cupy]
