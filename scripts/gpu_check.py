@@ -59,15 +59,16 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def run_step(name: str, cmd: list[str], out: Path, env: dict[str, str] | None = None,
-             timeout: int = 1800) -> dict[str, Any]:
-    """Run one step, its output to ``out/<name>.log``; returns name, command, exit status and seconds."""
+             timeout: int = 1800, stdout: Path | None = None) -> dict[str, Any]:
+    """Run one step, its output to ``out/<name>.log`` (stdout to ``stdout`` if given); returns name, command,
+    exit status and seconds."""
     t0 = time.perf_counter()
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     log = out / f"{name}.log"
     print(f"gpu-check: {name}: {' '.join(cmd)}", flush=True)
-    with open(log, "w") as f:
+    with open(log, "w") as f, open(stdout or os.devnull, "w") as so:
         try:
-            rc = subprocess.run(cmd, cwd=ROOT, env=full_env, stdout=f, stderr=subprocess.STDOUT,
+            rc = subprocess.run(cmd, cwd=ROOT, env=full_env, stdout=so if stdout else f, stderr=f,
                                 timeout=timeout).returncode
         except subprocess.TimeoutExpired:
             rc = 124
@@ -184,10 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     data_env = {} if real_mnist else {"XPNET_OFFLINE": "1"}  # the bundled sample, no download
     steps = [
         run_step("doctor", [py, "-m", "xpnet.doctor", "--require-cuda"], out),
-        run_step("doctor-json", [py, "-c", "import sys; from xpnet import doctor; "
-                 "sys.exit(doctor.main(['--json', '--require-cuda']))"], out),
+        run_step("doctor-json", [py, "-m", "xpnet.doctor", "--json", "--require-cuda"], out,
+                 stdout=out / "doctor.json"),
     ]
-    (out / "doctor.json").write_text((out / "doctor-json.log").read_text())
     steps.append(run_step("tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                     "--junitxml", str(out / "tests.xml")], out, {"XPNET_REQUIRE_CUPY": "1"}))
     steps.append(run_step("bench", [py, "scripts/bench.py", "--device", "cuda", "--out", str(out / "bench.json")],

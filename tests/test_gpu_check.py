@@ -67,3 +67,36 @@ def test_report_collects_the_steps_outputs(gpu_check: ModuleType, tmp_path: Path
     assert rep["ok"] is False  # one step failed
     md = gpu_check.markdown(rep)
     assert "| MLP | 1,000,000 | 2,000,000 |" in md and "FAILED" in md and "test accuracy 0.981" in md
+
+
+@pytest.mark.parametrize(("acc", "expect"), [(0.981, 0), (0.97, 1)])
+def test_the_whole_flow_and_the_main_job_bar(gpu_check: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             acc: float, expect: int) -> None:
+    """Every step in order (each replaced by a stand-in writing what the real one writes); the main job must
+    reach 97.5% on real MNIST."""
+    mnist = tmp_path / "data" / "mnist"
+    mnist.mkdir(parents=True)
+    (mnist / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(gpu_check, "missing", lambda: None)
+    ran: list[tuple[str, dict[str, str]]] = []
+
+    def fake_step(name: str, cmd: list[str], out: Path, env: dict[str, str] | None = None,
+                  timeout: int = 0, stdout: Path | None = None) -> dict[str, object]:
+        ran.append((name, env or {}))
+        if name == "main-job":
+            (out / "main-job").mkdir(exist_ok=True)
+            (out / "main-job" / "summary.json").write_text(json.dumps(
+                {"status": "completed", "results": {"test_acc": acc, "seconds": 30.0}}))
+        return {"name": name, "command": cmd, "rc": 0, "seconds": 0.1}
+
+    monkeypatch.setattr(gpu_check, "run_step", fake_step)
+    out = tmp_path / "report"
+    assert gpu_check.main(["--out", str(out)]) == expect
+    names = [n for n, _ in ran]
+    assert names == ["doctor", "doctor-json", "tests", "bench", "main-job", "nosync-main", "nosync-dropout-batchnorm"]
+    assert dict(ran)["tests"] == {"XPNET_REQUIRE_CUPY": "1"}
+    assert "XPNET_OFFLINE" not in dict(ran)["main-job"]  # real MNIST, not the bundled sample
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["main_job_bar"] == {"required": 0.975, "ok": expect == 0}
+    assert (out / "report.md").exists()
