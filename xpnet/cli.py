@@ -33,7 +33,7 @@ from xpnet.train.config import ConfigError, RunConfig
 
 PROG = "xpnet-train"
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-OUTPUTS = ("summary.json", "metrics.csv", "curves.png", ckpt.FILENAME)
+OUTPUTS = ("summary.json", "metrics.csv", "curves.png", ckpt.FILENAME, "best.npz")
 
 _DEFAULTS = RunConfig()
 
@@ -100,6 +100,26 @@ def _hidden(s: str) -> tuple[int, ...]:
     return sizes
 
 
+def _epochs_list(s: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in s.split(",")]
+    try:
+        epochs = tuple(int(p) for p in parts)
+    except ValueError:
+        epochs = ()
+    if not epochs or any(e < 1 for e in epochs):
+        raise argparse.ArgumentTypeError(f"must be comma-separated epoch numbers like 10,15, got {s!r}")
+    return epochs
+
+
+def _augment(s: str) -> str:
+    from xpnet.data import Augment
+
+    try:
+        return str(Augment.parse(s))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _init(s: str) -> str:
     name = s.strip().lower()
     if name in cfgmod.INIT_NAMES:
@@ -125,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-dir", metavar="DIR",
                    help="folder with the IDX files (default: $XPNET_DATA_DIR or xpnet's own lookup)")
     g.add_argument("--val-split", type=_float_in(0.0, 1.0, "in [0, 1)"), metavar="R",
-                   help="hold out this fraction of the training set for validation (default 0)")
+                   help="hold out this fraction of the training set for validation; epochs then report "
+                        "train and val only and the test set is evaluated once, at the end, on the weights "
+                        "chosen by val (default 0: test after every epoch)")
     g.add_argument("--limit-train", type=_positive_int, metavar="N",
                    help="train on the first N training images only (quick runs)")
     g.add_argument("--train-eval-size", type=_positive_int, metavar="N",
@@ -152,8 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=_positive_int, metavar="N",
                    help=f"epochs in all, counting those a resumed run has done (default {d.epochs})")
     g.add_argument("--batch-size", type=_positive_int, metavar="N", help=f"default {d.batch_size}")
+    g.add_argument("--schedule", choices=cfgmod.SCHEDULES,
+                   help="learning rate per step: constant, step (x --lr-gamma after each of --lr-steps) or "
+                        "cosine (down to 0 at the last step); default constant")
+    g.add_argument("--warmup-epochs", type=_nonneg_int, metavar="N",
+                   help="raise the lr linearly from 0 over the first N epochs (default 0)")
+    g.add_argument("--lr-steps", type=_epochs_list, metavar="E1[,E2...]",
+                   help="--schedule step: the epochs after which the lr is multiplied by --lr-gamma")
+    g.add_argument("--lr-gamma", type=_positive_float, metavar="G",
+                   help=f"--schedule step: the factor (default {cfgmod.DEFAULT_LR_GAMMA})")
+    g.add_argument("--clip-norm", type=_positive_float, metavar="X",
+                   help="scale the gradients so their global L2 norm is at most X (default: off)")
+    g.add_argument("--augment", type=_augment, metavar="shift[:K][,flip]",
+                   help="training batches only, on the device: random shifts by up to K pixels (default 2) "
+                        "and/or horizontal flips (for Fashion-MNIST, not digits)")
     g.add_argument("--patience", type=_positive_int, metavar="N",
-                   help="stop when validation accuracy has not improved for N epochs (needs --val-split)")
+                   help="stop when validation accuracy has not improved for N epochs and end with the best "
+                        "epoch's weights, kept in best.npz (needs --val-split)")
     g.add_argument("--seed", type=_nonneg_int, help=f"weights, shuffling and dropout (default {d.seed})")
     g = p.add_argument_group("run")
     g.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
@@ -274,7 +311,8 @@ class _Plan:
 #: Flags that map one to one onto RunConfig fields (argparse dest == field name).
 _CONFIG_FLAGS = ("dataset", "data_dir", "model", "hidden", "activation", "init", "batchnorm", "dropout",
                  "weight_decay", "optimizer", "lr", "epochs", "batch_size", "val_split", "limit_train",
-                 "seed", "dtype", "patience", "train_eval_size")
+                 "seed", "dtype", "patience", "train_eval_size", "schedule", "warmup_epochs", "lr_steps",
+                 "lr_gamma", "clip_norm", "augment")
 
 
 def _flag(field: str) -> str:
@@ -427,6 +465,7 @@ def _run(plan: _Plan) -> int:
     from xpnet.train.metrics import MetricsCSV
     from xpnet.train.plots import Plot
     from xpnet.train.progress import ConsoleProgress
+    from xpnet.train.selection import BEST_FILENAME, BestCheckpoint, select_and_test
     from xpnet.train.trainer import EarlyStopping, Trainer
 
     cfg, out, dev = plan.cfg, plan.out, plan.device
@@ -439,15 +478,17 @@ def _run(plan: _Plan) -> int:
     callbacks: list[Any] = []
     if not plan.quiet:
         callbacks.append(ConsoleProgress(sys.stderr))
+    best = None
     if cfg.patience is not None:
-        callbacks.append(EarlyStopping(cfg.patience))
+        best = BestCheckpoint(out / BEST_FILENAME)
+        callbacks += [EarlyStopping(cfg.patience), best]
     checkpoint = Checkpoint(out / ckpt.FILENAME)
     title = f"{info['name']} · {cfg.model} {','.join(map(str, cfg.hidden_sizes))} · {cfg.optimizer} " \
-            f"lr {cfg.resolved_lr():g} · batch {cfg.batch_size}"
+            f"lr {cfg.resolved_lr():g}{_schedule_words(cfg)} · batch {cfg.batch_size}"
     callbacks += [MetricsCSV(out / "metrics.csv"), Plot(out / "curves.png", title=title), checkpoint]
     trainer = Trainer(plan.net, plan.optimizer, plan.data.train, epochs=cfg.epochs, evals=plan.data.evals,
-                      callbacks=callbacks,
-                      config={"run": cfg.to_dict(), "data": info, "model": model})
+                      callbacks=callbacks, config={"run": cfg.to_dict(), "data": info, "model": model},
+                      schedule=cfgmod.build_schedule(cfg, len(plan.data.train)), clip_norm=cfg.clip_norm)
     if plan.resume_state is not None:
         try:
             trainer.load_state_dict(plan.resume_state)
@@ -475,7 +516,8 @@ def _run(plan: _Plan) -> int:
         "fast_paths": accel.describe(dev, plan.net),
         "hyper_parameters": cfg.hyper_parameters(),
         "versions": metrics.package_versions(),
-        "files": {"metrics": "metrics.csv", "curves": "curves.png", "checkpoint": ckpt.FILENAME},
+        "files": {"metrics": "metrics.csv", "curves": "curves.png", "checkpoint": ckpt.FILENAME,
+                  **({"best": BEST_FILENAME} if best is not None else {})},
     }
     summary["commands"] = [summary["command"]]
     if plan.resume_state is not None:  # a continued run keeps when it started and every command it took
@@ -493,7 +535,8 @@ def _run(plan: _Plan) -> int:
         _say(f"{cfg.model} {'-'.join(map(str, [*model['input_shape'], *cfg.hidden_sizes, 10]))} "
              f"({model['n_params']:,} params) on {info['name']} ({info['n_train']} train, "
              f"{info['n_val']} val, {info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
-             f"{cfg.resolved_lr():g} | {where} | out: {out}")
+             f"{cfg.resolved_lr():g}{_schedule_words(cfg)}"
+             f"{f' | augment {cfg.augment}' if cfg.augment else ''} | {where} | out: {out}")
         _say(accel.describe_line(dev, plan.net))
     t0 = time.perf_counter()
     try:
@@ -509,9 +552,17 @@ def _run(plan: _Plan) -> int:
             if checkpoint.saved_epoch is not None else ""
         _say(f"interrupted{where}")
         return EXIT_INTERRUPTED
+    selection = None
+    if result.ok:  # the test set, once, on the weights chosen by validation (or the last epoch's)
+        with_val = "val" in plan.data.evals
+        selection = select_and_test(trainer, plan.data.test if with_val else None, best)
+        if with_val and not plan.quiet and selection.test_acc is not None:
+            _say(f"test {selection.test_acc:.4f} with the weights of epoch {selection.selected_epoch} "
+                 f"(val {selection.val_acc:.4f}; chosen on val: "
+                 f"{'best epoch' if best is not None else 'last epoch'})")
     wall = time.perf_counter() - t0
 
-    res = metrics.final_results(result)
+    res = metrics.final_results(result, selection)
     finished = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     summary.update(status=result.status, finished=finished, results=res, history=result.history)
     summary["results"]["wall_seconds_this_session"] = wall
@@ -534,6 +585,19 @@ def _run(plan: _Plan) -> int:
     if result.status == "early_stopped" and not plan.quiet:
         _say(f"stopped early: {result.reason}")
     return EXIT_OK
+
+
+def _schedule_words(cfg: RunConfig) -> str:
+    """' cosine, warm-up 2' and the like for the header line and the plot title ('' for a constant lr)."""
+    words = [] if cfg.schedule == "constant" else [cfg.schedule]
+    if cfg.schedule == "step":
+        gamma = cfg.lr_gamma if cfg.lr_gamma is not None else cfgmod.DEFAULT_LR_GAMMA
+        words = [f"step x{gamma:g} after {_show(cfg.lr_steps or ())}"]
+    if cfg.warmup_epochs:
+        words.append(f"warm-up {cfg.warmup_epochs}")
+    if cfg.clip_norm is not None:
+        words.append(f"clip {cfg.clip_norm:g}")
+    return (" " + ", ".join(words)) if words else ""
 
 
 def _read_json(path: Path) -> dict[str, Any]:

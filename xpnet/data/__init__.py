@@ -3,15 +3,18 @@
 - :func:`load_mnist` is the book's entry point (host NumPy arrays);
 - :func:`load_dataset` returns a :class:`Dataset` that records where the data came from;
 - :class:`DataLoader` yields seeded, resumable batches already on a device;
+- :class:`Augment` shifts and flips training batches on the device (``DataLoader(augment=...)``);
 - :func:`read_idx` / :func:`write_idx` handle the IDX files, raising :class:`DataError`.
 """
 
+from xpnet.data.augment import Augment
 from xpnet.data.datasets import Dataset, SampleDataWarning, load_dataset, load_mnist
 from xpnet.data.idx import DataError, read_idx, write_idx
 from xpnet.data.loader import DataLoader, shuffle_dataset, validation_split
 from xpnet.data.sources import DownloadError, cache_root
 
 __all__ = [
+    "Augment",
     "DataError",
     "DataLoader",
     "Dataset",

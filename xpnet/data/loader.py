@@ -15,6 +15,7 @@ import numpy as np
 
 from xpnet import backend
 from xpnet.backend import Device
+from xpnet.data.augment import Augment
 
 
 def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -38,6 +39,9 @@ class DataLoader:
     one-hot (N, C). ``flatten`` picks (B, 784) vs NCHW (B, 1, 28, 28);
     ``one_hot`` picks (B, C) ``dtype`` labels vs int64 indices.
 
+    ``augment`` (an :class:`~xpnet.data.augment.Augment`, for training loaders only) moves and
+    mirrors each batch on the device, with choices drawn from (seed, epoch), so they resume too.
+
     Shuffling uses a fresh permutation per epoch from SeedSequence([seed, epoch]).
     ``epoch`` counts finished epochs and ``step`` the batches handed out in the
     current one; :meth:`state_dict` / :meth:`load_state_dict` save and restore
@@ -49,7 +53,7 @@ class DataLoader:
     def __init__(self, x: Any, t: Any, batch_size: int, shuffle: bool = True, seed: int | None = 0,
                  device: Device | str | None = None, drop_last: bool = False, flatten: bool = True,
                  one_hot: bool = False, normalize: bool = True, dtype: str | Any = "float32",
-                 num_classes: int = 10) -> None:
+                 num_classes: int = 10, augment: Augment | None = None) -> None:
         n, m = _length(x, "x"), _length(t, "t")
         if n != m:
             raise ValueError(f"x and t must have the same length: x has {n} samples, t has {m}")
@@ -81,6 +85,10 @@ class DataLoader:
         self.step = 0
         self._n = n
         self._sample_shape = self._out_shape(x_shape[1:])
+        self.augment = augment
+        if augment is not None:
+            self._image_shape = self._image_shape_of(x_shape[1:])
+            augment.check(self._image_shape)
 
         dev, xp = self.device, self.device.xp
         self.dtype = dev.dtype(dtype) if isinstance(dtype, str) else dtype
@@ -99,6 +107,11 @@ class DataLoader:
         """Per-sample output shape: (D,) when flattening, else (C, H, W)."""
         if self.flatten:
             return (int(np.prod(rest, dtype=np.int64)),)
+        return self._image_shape_of(rest)
+
+    @staticmethod
+    def _image_shape_of(rest: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-sample image shape (C, H, W): square flat samples are taken as one-channel images."""
         if len(rest) == 3:
             return rest
         if len(rest) == 2:
@@ -122,10 +135,12 @@ class DataLoader:
         """The rest of the current epoch, from batch ``step``; ``epoch`` advances when it is used up."""
         xp, dev = self.device.xp, self.device
         nb = len(self)
-        order = None
+        order = choices = None
         if self.shuffle:
             # The one host-to-device copy per epoch: N int64 indices, sliced on the device per batch.
             order = dev.asarray(_epoch_permutation(self.seed, self.epoch, self._n))
+        if self.augment is not None:  # the epoch's augmentation choices, (N, 3) ints, the same way
+            choices = dev.asarray(self.augment.plan(self.seed, self.epoch, self._n))
         while self.step < nb:
             lo = self.step * self.batch_size
             hi = min(lo + self.batch_size, self._n)
@@ -135,9 +150,18 @@ class DataLoader:
                 idx = order[lo:hi]
                 xb, tb = xp.take(self.x, idx, axis=0), xp.take(self.t, idx, axis=0)
             self.step += 1
+            if choices is not None:
+                xb = self._augment(xb, choices[lo:hi, ...])
             yield self._convert(xb, tb)
         self.epoch += 1
         self.step = 0
+
+    def _augment(self, xb: Any, choices: Any) -> Any:
+        """The batch as images, augmented on the device (still in its stored dtype)."""
+        xp = self.device.xp
+        assert self.augment is not None
+        images = xp.reshape(xb, (xb.shape[0], *self._image_shape))
+        return self.augment.apply(images, choices, self.device)
 
     def _convert(self, xb: Any, tb: Any) -> tuple[Any, Any]:
         xp = self.device.xp
@@ -174,8 +198,9 @@ class DataLoader:
             self.seed = int(state["seed"])
 
     def __repr__(self) -> str:
+        aug = f", augment={str(self.augment)!r}" if self.augment is not None else ""
         return (f"DataLoader(n={self._n}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-                f"seed={self.seed}, device={self.device.name}, epoch={self.epoch}, step={self.step})")
+                f"seed={self.seed}, device={self.device.name}, epoch={self.epoch}, step={self.step}{aug})")
 
 
 def _host_pair(x: Any, t: Any) -> tuple[np.ndarray, np.ndarray]:

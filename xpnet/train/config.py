@@ -18,6 +18,8 @@ MODELS = ("two-layer", "mlp", "convnet", "deep-convnet")
 DATASETS = ("mnist", "fashion-mnist")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+SCHEDULES = ("constant", "step", "cosine")
+DEFAULT_LR_GAMMA = 0.1
 
 #: Hidden sizes when --hidden is not given: the book's for the conv nets, a measured one for the MLP.
 DEFAULT_HIDDEN = {"two-layer": (100,), "mlp": (256, 128), "convnet": (100,), "deep-convnet": (50,)}
@@ -57,6 +59,12 @@ class RunConfig:
     patience: int | None = None
     eval_batch_size: int = 1000
     train_eval_size: int | None = None
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    lr_steps: tuple[int, ...] | None = None
+    lr_gamma: float | None = None
+    augment: str | None = None
+    clip_norm: float | None = None
 
     # --- derived values -------------------------------------------------------------------
     @property
@@ -110,7 +118,47 @@ class RunConfig:
             raise ConfigError(f"--hidden must be positive integers, got {self.hidden!r}")
         self._validate_init()
         self._validate_model_flags(hidden)
+        self._validate_schedule()
+        if self.clip_norm is not None and not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
+            raise ConfigError(f"--clip-norm must be a positive number, got {self.clip_norm!r}")
+        if self.augment is not None:
+            self.augment = str(self.augment_spec())
         return self
+
+    def _validate_schedule(self) -> None:
+        _choice("--schedule", self.schedule, SCHEDULES)
+        if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+            raise ConfigError(f"--warmup-epochs must be an integer >= 0, got {self.warmup_epochs!r}")
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"--warmup-epochs {self.warmup_epochs} must be less than --epochs {self.epochs}")
+        if self.schedule != "step":
+            for flag, value in (("--lr-steps", self.lr_steps), ("--lr-gamma", self.lr_gamma)):
+                if value is not None:
+                    raise ConfigError(f"{flag} applies to --schedule step only (got --schedule {self.schedule})")
+            return
+        steps = self.lr_steps
+        if not steps:
+            raise ConfigError("--schedule step needs --lr-steps E1[,E2...]: the epochs after which the lr is "
+                              "multiplied by --lr-gamma")
+        if any(not isinstance(e, int) or e < 1 for e in steps) or \
+                any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ConfigError(f"--lr-steps must be increasing positive epoch numbers, got {_csv(steps)}")
+        if steps[-1] >= self.epochs:
+            raise ConfigError(f"--lr-steps {_csv(steps)}: every step must come before --epochs {self.epochs} "
+                              "(one at or after the last epoch never applies)")
+        if self.lr_gamma is not None and not (math.isfinite(self.lr_gamma) and self.lr_gamma > 0):
+            raise ConfigError(f"--lr-gamma must be a positive number, got {self.lr_gamma!r}")
+
+    def augment_spec(self) -> Any:
+        """--augment as an :class:`xpnet.data.Augment` (None when off); ConfigError when malformed."""
+        if self.augment is None:
+            return None
+        from xpnet.data import Augment
+
+        try:
+            return Augment.parse(str(self.augment))
+        except ValueError as exc:
+            raise ConfigError(f"--augment: {exc}") from None
 
     def _validate_init(self) -> None:
         name = self.init_name
@@ -144,6 +192,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden) if self.hidden is not None else None
+        d["lr_steps"] = list(self.lr_steps) if self.lr_steps is not None else None
         return d
 
     @classmethod
@@ -154,8 +203,9 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}")
         d = dict(d)
-        if d.get("hidden") is not None:
-            d["hidden"] = tuple(int(h) for h in d["hidden"])
+        for key in ("hidden", "lr_steps"):
+            if d.get(key) is not None:
+                d[key] = tuple(int(h) for h in d[key])
         return cls(**d)
 
     def hyper_parameters(self) -> dict[str, Any]:
@@ -164,6 +214,8 @@ class RunConfig:
         d["hidden"] = list(self.hidden_sizes)
         d["init"] = self.init_name
         d["lr"] = self.resolved_lr()
+        if self.schedule == "step" and self.lr_gamma is None:
+            d["lr_gamma"] = DEFAULT_LR_GAMMA
         return d
 
     def resolved_lr(self) -> float:
@@ -214,13 +266,29 @@ def build_optimizer(cfg: RunConfig) -> Any:
     return optim.create(cfg.optimizer, lr=cfg.lr)
 
 
+def build_schedule(cfg: RunConfig, steps_per_epoch: int) -> Any:
+    """The learning-rate schedule of ``cfg`` (None for a constant lr without warm-up: nothing to do per step)."""
+    if cfg.schedule == "constant" and cfg.warmup_epochs == 0:
+        return None
+    from xpnet.train import schedules
+
+    gamma = cfg.lr_gamma if cfg.lr_gamma is not None else DEFAULT_LR_GAMMA
+    return schedules.create(cfg.schedule, cfg.resolved_lr(), steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
+                            warmup_epochs=cfg.warmup_epochs, steps=cfg.lr_steps, gamma=gamma)
+
+
 @dataclass
 class Data:
-    """The loaders of one run plus what the summary says about the data."""
+    """The loaders of one run plus what the summary says about the data.
+
+    ``evals`` are measured every epoch: train and val, plus test only when there is no
+    validation set (then the last epoch is the model); ``test`` is the test loader either way.
+    """
 
     train: Any
     evals: dict[str, Any]
     info: dict[str, Any]
+    test: Any = None
 
 
 def load_data(cfg: RunConfig) -> Any:
@@ -254,7 +322,11 @@ def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...]
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the {len(x)} training images")
     flatten = len(input_shape) == 1
     common: dict[str, Any] = {"device": dev, "flatten": flatten, "dtype": cfg.dtype}
-    train = data.DataLoader(x, t, cfg.batch_size, shuffle=True, seed=cfg.seed, **common)
+    try:
+        train = data.DataLoader(x, t, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment_spec(),
+                                **common)
+    except ValueError as exc:
+        raise ConfigError(f"--augment {cfg.augment}: {exc}") from None
 
     def evaluation(xe: Any, te: Any) -> Any:
         return data.DataLoader(xe, te, min(cfg.eval_batch_size, len(xe)), shuffle=False, **common)
@@ -262,11 +334,13 @@ def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...]
     # Train accuracy over all of a big set costs a third of an epoch on a CPU; --train-eval-size trims it.
     n_eval = len(x) if cfg.train_eval_size is None else min(cfg.train_eval_size, len(x))
     evals = {"train": evaluation(x[:n_eval], t[:n_eval])}
-    if xv is not None:
+    test = evaluation(ds.x_test, ds.t_test)
+    if xv is not None:  # choose on validation, test once at the end (never per epoch)
         evals["val"] = evaluation(xv, tv)
-    evals["test"] = evaluation(ds.x_test, ds.t_test)
+    else:
+        evals["test"] = test
     info = {"name": ds.name, "source": str(ds.source), "is_sample": bool(ds.is_sample),
             "n_train": int(len(x)), "n_train_eval": int(n_eval),
             "n_val": int(len(xv)) if xv is not None else 0,
             "n_test": int(len(ds.x_test))}
-    return Data(train, evals, info)
+    return Data(train, evals, info, test)

@@ -19,7 +19,7 @@ from xpnet.train.trainer import Callback, FitResult, Record, Trainer
 
 #: metrics.csv columns, in order; an empty cell means "not measured" (e.g. no validation set).
 COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_acc", "test_acc", "train_seconds",
-           "eval_seconds", "samples", "samples_per_s", "elapsed_seconds")
+           "eval_seconds", "samples", "samples_per_s", "elapsed_seconds", "lr")
 
 
 def history_csv(history: list[Record]) -> str:
@@ -35,7 +35,7 @@ def _cell(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.6g}" if abs(v) >= 1e4 else f"{v:.6f}"
+        return "nan" if math.isnan(v) else f"{v:.6g}" if abs(v) >= 1e4 or 0 < abs(v) < 1e-3 else f"{v:.6f}"
     return str(v)
 
 
@@ -79,10 +79,16 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def final_results(result: FitResult) -> dict[str, Any]:
-    """The numbers a summary reports: last epoch's accuracies, totals and throughput."""
+def final_results(result: FitResult, selection: Any = None) -> dict[str, Any]:
+    """The numbers a summary reports: the selected epoch's accuracies, totals and throughput.
+
+    ``selection`` (an :class:`xpnet.train.selection.Selection`) names the epoch whose weights the
+    run ends with and their test accuracy; without one, that is the last epoch.
+    """
     hist = result.history
-    last = hist[-1] if hist else {}
+    end = last = hist[-1] if hist else {}
+    if selection is not None and selection.selected_epoch is not None:
+        last = next((r for r in hist if r["epoch"] == selection.selected_epoch), last)
     train_s = sum(r["train_seconds"] for r in hist)
     samples = sum(r["samples"] for r in hist)
     best = max((r for r in hist if r.get("val_acc") is not None), key=lambda r: r["val_acc"], default=None)
@@ -94,10 +100,12 @@ def final_results(result: FitResult) -> dict[str, Any]:
         "train_loss": last.get("train_loss"),
         "train_acc": last.get("train_acc"),
         "val_acc": last.get("val_acc"),
-        "test_acc": last.get("test_acc"),
+        "test_acc": selection.test_acc if selection is not None else last.get("test_acc"),
+        "selected_on": selection.selected_on if selection is not None else None,
+        "selected_epoch": last.get("epoch"),
         "best_val_acc": best["val_acc"] if best else None,
         "best_epoch": best["epoch"] if best else None,
-        "seconds": last.get("elapsed_seconds", 0.0),
+        "seconds": end.get("elapsed_seconds", 0.0),
         "train_seconds": train_s,
         "samples_per_s": samples / train_s if train_s > 0 else None,
     }

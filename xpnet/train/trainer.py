@@ -3,8 +3,10 @@
 Unlike the book's loop it runs one forward pass per step (the loss of that pass,
 ``net.last_loss``, is the step's loss), keeps the per-step losses on the device
 and reads them back every ``log_every`` steps in one transfer, and evaluates
-accuracy in batches on the device. Everything else (early stopping, checkpoints,
-CSV, plots, progress) hangs off :class:`Callback` hooks.
+accuracy in batches on the device. Two optional pieces sit in the step itself: a
+learning-rate ``schedule`` (sets ``optimizer.lr`` before each step) and ``clip_norm``
+(scales the gradients to a global L2 norm before the update). Everything else (early
+stopping, best weights, checkpoints, CSV, plots, progress) hangs off :class:`Callback` hooks.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from xpnet import backend
 from xpnet.train import checkpoint as ckpt
+from xpnet.train.clipping import clip_grad_norm
 
 Record = dict[str, Any]
 
@@ -85,17 +88,23 @@ class Trainer:
     """Train ``net`` with ``optimizer`` on batches from ``train_loader`` for ``epochs`` epochs.
 
     ``evals`` maps a name ("train", "val", "test") to an unshuffled loader; after
-    each epoch the record gets ``<name>_acc`` for each. ``config`` is stored in
-    checkpoints so the run can be rebuilt on resume.
+    each epoch the record gets ``<name>_acc`` for each (leave "test" out to test once,
+    at the end, on the weights chosen by validation: see :mod:`xpnet.train.selection`).
+    ``schedule`` (step -> lr, e.g. :func:`xpnet.train.schedules.create`) sets the
+    optimizer's learning rate before every step; ``clip_norm`` clips the gradients'
+    global L2 norm. ``config`` is stored in checkpoints so the run can be rebuilt on resume.
     """
 
     def __init__(self, net: Any, optimizer: Any, train_loader: Any, *, epochs: int,
                  evals: Mapping[str, Iterable[Any]] | None = None, callbacks: Sequence[Any] = (),
-                 log_every: int = 50, config: Mapping[str, Any] | None = None) -> None:
+                 log_every: int = 50, config: Mapping[str, Any] | None = None,
+                 schedule: Any = None, clip_norm: float | None = None) -> None:
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         if log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {log_every}")
+        if clip_norm is not None and not (math.isfinite(clip_norm) and clip_norm > 0):
+            raise ValueError(f"clip_norm must be a positive number, got {clip_norm!r}")
         self.net = net
         self.optimizer = optimizer
         self.loader = train_loader
@@ -104,6 +113,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.log_every = int(log_every)
         self.config = dict(config or {})
+        self.schedule = schedule
+        self.clip_norm = clip_norm
         self.device: backend.Device = net.device
         self.history: list[Record] = []
         self.step_losses: list[float] = []  # host copies, one per step, filled by _flush()
@@ -166,7 +177,11 @@ class Trainer:
         self._call("on_epoch_start")
         t0 = time.perf_counter()
         for x, t in self.loader:
+            if self.schedule is not None:
+                self.optimizer.lr = self.schedule(self.global_step)
             grads = self.net.gradient(x, t)
+            if self.clip_norm is not None:
+                clip_grad_norm(grads, self.clip_norm)
             self.optimizer.update(self.net.params, grads)
             self._pending.append(self.net.last_loss)
             self.global_step += 1
@@ -207,6 +222,7 @@ class Trainer:
             "samples": self.epoch_samples,
             "samples_per_s": self.epoch_samples / self.epoch_seconds if self.epoch_seconds > 0 else None,
             "elapsed_seconds": self.seconds,
+            "lr": float(self.optimizer.lr),  # of the epoch's last step (a schedule changes it)
         }
         self.step_in_epoch, self.epoch_samples, self.epoch_seconds = 0, 0, 0.0
         return record
@@ -288,6 +304,8 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch, "epoch_samples": self.epoch_samples,
             "epoch_seconds": self.epoch_seconds, "seconds": self.seconds,
         })
+        if self.schedule is not None:
+            out["trainer/schedule"] = ckpt.json_array(self.schedule.state_dict())
         return out
 
     def load_state_dict(self, arrays: Mapping[str, np.ndarray]) -> None:
@@ -298,6 +316,7 @@ class Trainer:
             raise ckpt.CheckpointError(f"checkpoint is inconsistent: {len(losses)} step losses for "
                                        f"{state['global_step']} steps")
         loader_state = ckpt.scalars(ckpt.section(arrays, "loader"))
+        self._check_schedule(arrays)
         self.net.load_state_dict(ckpt.section(arrays, "net"))
         self.optimizer.load_state_dict(ckpt.section(arrays, "optim"))
         self.loader.load_state_dict(loader_state)
@@ -310,6 +329,19 @@ class Trainer:
         self.epoch_seconds = float(state["epoch_seconds"])
         self.seconds = float(state["seconds"])
         self._pending = []
+
+    def _check_schedule(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Refuse a checkpoint trained under another schedule; the base lr and the epochs may change."""
+        saved = ckpt.from_json_array(arrays["trainer/schedule"]) if "trainer/schedule" in arrays else None
+        mine = self.schedule.state_dict() if self.schedule is not None else None
+
+        def shape(d: dict[str, Any] | None) -> dict[str, Any]:  # no schedule = constant, no warm-up
+            d = d or {"name": "constant", "warmup_epochs": 0}
+            return {k: v for k, v in d.items() if k not in ("lr", "epochs", "steps_per_epoch")}
+
+        if shape(saved) != shape(mine):
+            raise ckpt.CheckpointError(f"the checkpoint was trained with schedule {shape(saved)}, "
+                                       f"not {shape(mine)}")
 
 
 class EarlyStopping(Callback):
