@@ -150,3 +150,14 @@ def test_only_the_training_loader_is_augmented() -> None:
     # An evaluation pass is the same images every time (nothing random), and equals the raw data.
     val = data.evals["val"]
     np.testing.assert_array_equal(np.concatenate(batches(val)), np.concatenate(batches(val)))
+
+
+def test_a_loader_state_from_another_augmentation_is_refused() -> None:
+    x, t = images()
+    state = DataLoader(x, t, 8, seed=9, augment=Augment(2, True)).state_dict()
+    assert state["augment"] == "shift:2,flip"
+    with pytest.raises(ValueError, match="augment is 'shift:2,flip' in the state but '' here"):
+        DataLoader(x, t, 8, seed=9).load_state_dict(state)
+    DataLoader(x, t, 8, seed=9, augment=Augment(2, True)).load_state_dict(state)
+    with pytest.raises(ValueError, match="augment is '' in the state but 'shift:2' here"):
+        DataLoader(x, t, 8, seed=9, augment=Augment(2)).load_state_dict(DataLoader(x, t, 8).state_dict())

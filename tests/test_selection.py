@@ -254,3 +254,33 @@ def test_a_checkpoint_from_another_schedule_is_refused(tmp_path: Path) -> None:
     longer = build(backend.cpu(), epochs=4, schedule="cosine", lr=0.01)  # more epochs, another base lr: fine
     longer.load_state_dict(state)
     assert longer.fit().status == "completed"
+
+
+def test_best_npz_written_after_the_resumed_checkpoint_is_kept_until_beaten(tmp_path: Path) -> None:
+    """The process died after best.npz (epoch 3) but before checkpoint.npz (still epoch 2) was replaced."""
+    import shutil
+
+    class KeepEpoch2(Callback):
+        def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+            if record["epoch"] == 2:
+                shutil.copy(tmp_path / "c.npz", tmp_path / "c2.npz")
+
+    kw: dict[str, Any] = {"epochs": 4, "schedule": None, "augment": None, "lr": 0.0003}
+    best = BestCheckpoint(tmp_path / "best.npz")
+    straight = build(backend.cpu(), callbacks=(best, Checkpoint(tmp_path / "c.npz"), KeepEpoch2()), **kw)
+    straight.fit()
+    vals = [r["val_acc"] for r in straight.history]
+    assert best.best_epoch == vals.index(max(vals)) + 1 >= 3  # the file now holds an epoch after 2
+    want = {k: v for k, v in ckpt.load(tmp_path / "best.npz").items() if k.startswith("net/")}
+
+    resumed_best = BestCheckpoint(tmp_path / "best.npz")
+    resumed = build(backend.cpu(), callbacks=(resumed_best,), **kw)
+    resumed.load_state_dict(ckpt.load(tmp_path / "c2.npz"))
+    resumed_best.on_fit_start(resumed)
+    assert resumed_best.best_epoch == best.best_epoch and resumed_best.best == max(vals[:2])
+    resumed.fit()
+    assert resumed_best.best_epoch == best.best_epoch and resumed_best.best == max(vals)
+    got = ckpt.load(tmp_path / "best.npz")
+    for k, v in want.items():
+        np.testing.assert_array_equal(got[k], v, err_msg=k)
+    assert select_and_test(resumed, None, resumed_best).selected_epoch == best.best_epoch

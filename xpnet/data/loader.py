@@ -178,10 +178,14 @@ class DataLoader:
             tb = xp.argmax(tb, axis=1)
         return xb, tb
 
-    def state_dict(self) -> dict[str, int]:
-        """Where the loader is, as plain ints (for checkpoints)."""
-        return {"epoch": self.epoch, "step": self.step, "seed": self.seed, "num_samples": self._n,
-                "batch_size": self.batch_size, "shuffle": int(self.shuffle), "drop_last": int(self.drop_last)}
+    def state_dict(self) -> dict[str, int | str]:
+        """Where the loader is, as plain ints (for checkpoints); with augmentation, its spec too."""
+        state: dict[str, int | str] = {
+            "epoch": self.epoch, "step": self.step, "seed": self.seed, "num_samples": self._n,
+            "batch_size": self.batch_size, "shuffle": int(self.shuffle), "drop_last": int(self.drop_last)}
+        if self.augment is not None:
+            state["augment"] = str(self.augment)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict`: the next iteration starts at the saved batch of the saved epoch."""
@@ -190,6 +194,10 @@ class DataLoader:
             if key in state and int(state[key]) != mine:
                 raise ValueError(f"loader state does not fit this loader: {key} is {int(state[key])} in the "
                                  f"state but {mine} here")
+        theirs, mine_aug = str(state.get("augment", "")), str(self.augment or "")
+        if theirs != mine_aug:
+            raise ValueError(f"loader state does not fit this loader: augment is {theirs!r} in the state but "
+                             f"{mine_aug!r} here")
         epoch, step = int(state["epoch"]), int(state["step"])
         if epoch < 0 or not 0 <= step <= len(self):
             raise ValueError(f"loader state out of range: epoch {epoch}, step {step} (0..{len(self)})")

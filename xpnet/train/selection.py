@@ -40,13 +40,16 @@ class BestCheckpoint(Callback):
         if self.best_epoch is not None or not self.path.exists():
             return
         try:  # a resumed run: the best epoch so far is the one in the file
-            state = ckpt.from_json_array(ckpt.load(self.path)["trainer/state"])
-        except ckpt.CheckpointError:
+            epoch = int(ckpt.from_json_array(ckpt.load(self.path)["trainer/state"])["epoch"])
+        except (ckpt.CheckpointError, KeyError, ValueError):
             return  # unreadable: the next improvement replaces it
-        epoch = int(state["epoch"])
-        rec = next((r for r in trainer.history if r["epoch"] == epoch), None)
-        if rec is not None and rec.get(self.monitor) is not None:
-            self.best, self.best_epoch = float(rec[self.monitor]), epoch
+        seen = {r["epoch"]: r.get(self.monitor) for r in trainer.history if r.get(self.monitor) is not None}
+        if epoch in seen:
+            self.best, self.best_epoch = float(seen[epoch]), epoch
+        elif epoch > trainer.epoch and seen:
+            # Written after the checkpoint we resume from (the process died in between): those weights
+            # stand until an epoch beats everything recorded so far (the re-run of that epoch does, on a CPU).
+            self.best, self.best_epoch = max(seen.values()), epoch
 
     def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
         value = record.get(self.monitor)
@@ -99,6 +102,6 @@ def select_and_test(trainer: Trainer, test: Any = None, best: BestCheckpoint | N
     if has_val and best is not None:
         restored = best.restore(trainer)
         epoch = restored if restored is not None else epoch
-    rec = next(r for r in history if r["epoch"] == epoch)
+    rec = next((r for r in history if r["epoch"] == epoch), {})
     test_acc = trainer.evaluate(test) if test is not None else rec.get("test_acc")
     return Selection("val" if has_val else None, epoch, rec.get("val_acc"), test_acc)
