@@ -46,7 +46,8 @@ def clip_grad_norm(grads: MutableMapping[str, Array], max_norm: float, eps: floa
 def _buffers(grads: MutableMapping[str, Array]) -> list[Array]:
     """The arrays to touch: a flat-backed gradient dict's one buffer (one operation), else each gradient."""
     flat = getattr(grads, "flat", None)
-    if flat is not None:
+    intact = getattr(grads, "intact", None)  # a flat dict whose entries were not rebound since
+    if flat is not None and (intact is None or intact()):
         return [flat]
     if not grads:
         raise ValueError("no gradients to clip")
