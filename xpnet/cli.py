@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--patience", type=_positive_int, metavar="N",
                    help="stop when validation accuracy has not improved for N epochs and end with the best "
                         "epoch's weights, kept in best.npz (needs --val-split)")
-    g.add_argument("--seed", type=_nonneg_int, help=f"weights, shuffling and dropout (default {d.seed})")
+    g.add_argument("--seed", type=_nonneg_int, help=f"weights, shuffling, dropout and augmentation (default {d.seed})")
     g = p.add_argument_group("run")
     g.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
                    help="auto picks CUDA when usable; cuda without a GPU warns and uses the CPU "
