@@ -48,7 +48,18 @@ EVERYTHING = ["--limit-train", "2000", "--val-split", "0.1", "--device", "cpu", 
 
 
 def test_val_split_reports_val_per_epoch_and_tests_once_on_the_selected_weights(
-        tmp_path: Path, mnist_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, mnist_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from xpnet.train import plots
+
+    marks: list[Any] = []
+    draw = plots.plot_curves
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        marks.append(kwargs.get("final_test"))
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_curves", recording)
     out = tmp_path / "run"
     rc, stdout, err = run_main(capsys, "--data-dir", str(mnist_path), *EVERYTHING, "--out", str(out))
     assert rc == 0, err
@@ -69,6 +80,7 @@ def test_val_split_reports_val_per_epoch_and_tests_once_on_the_selected_weights(
     assert f"test {res['test_acc']:.4f}" in stdout and "[completed]" in stdout
     best = ckpt.load(out / "best.npz")
     assert ckpt.from_json_array(best["trainer/state"])["epoch"] == res["selected_epoch"]
+    assert marks[-1] == (res["selected_epoch"], res["test_acc"])  # the plot's last drawing marks the test
 
 
 def test_without_val_split_nothing_changes(tmp_path: Path, mnist_path: Path,

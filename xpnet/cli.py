@@ -463,7 +463,7 @@ def _run(plan: _Plan) -> int:
     from xpnet.train import metrics
     from xpnet.train.checkpoint import Checkpoint
     from xpnet.train.metrics import MetricsCSV
-    from xpnet.train.plots import Plot
+    from xpnet.train.plots import Plot, plot_curves
     from xpnet.train.progress import ConsoleProgress
     from xpnet.train.selection import BEST_FILENAME, BestCheckpoint, select_and_test
     from xpnet.train.trainer import EarlyStopping, Trainer
@@ -556,6 +556,9 @@ def _run(plan: _Plan) -> int:
     if result.ok:  # the test set, once, on the weights chosen by validation (or the last epoch's)
         with_val = "val" in plan.data.evals
         selection = select_and_test(trainer, plan.data.test if with_val else None, best)
+        if with_val and selection.test_acc is not None and selection.selected_epoch is not None:
+            plot_curves(out / "curves.png", trainer.history, trainer.step_losses, title,
+                        final_test=(selection.selected_epoch, selection.test_acc))
         if with_val and not plan.quiet and selection.test_acc is not None:
             _say(f"test {selection.test_acc:.4f} with the weights of epoch {selection.selected_epoch} "
                  f"(val {selection.val_acc:.4f}; chosen on val: "

@@ -27,8 +27,11 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses: list[float] | np.ndarray,
-                title: str = "") -> Path:
-    """Write the loss and accuracy curves of a run as a PNG (atomically)."""
+                title: str = "", final_test: tuple[int, float] | None = None) -> Path:
+    """Write the loss and accuracy curves of a run as a PNG (atomically).
+
+    ``final_test`` (epoch, accuracy) marks the one test evaluation of a run chosen on validation.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -65,6 +68,9 @@ def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses
         if pts:
             xs, ys = zip(*pts, strict=True)
             ax_acc.plot(xs, ys, style, markersize=4, label=label)
+    if final_test is not None:
+        ax_acc.plot([final_test[0]], [final_test[1]], "*", color="black", markersize=10,
+                    label=f"test, once (epoch {final_test[0]} weights)")
     ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
