@@ -146,7 +146,7 @@ def test_resume_is_bit_identical(tmp_path: Path, stop_after: int) -> None:
 
     first = make(cpu, epochs=3, callbacks=(StopAfterSteps(stop_after), Checkpoint(tmp_path / "c.npz")))
     r1 = first.fit()
-    assert r1.status == "stopped" and r1.steps == stop_after
+    assert r1.status == "completed" and r1.steps == stop_after and "reached" in r1.reason
     state = ckpt.load(tmp_path / "c.npz")
     assert ckpt.from_json_array(state["trainer/state"])["global_step"] == stop_after
 
@@ -263,7 +263,7 @@ def test_early_stopping_patience(accs: list[float], stops: bool) -> None:
     es.on_epoch_end(fake, fake.history[-1])  # type: ignore[arg-type]
     assert (fake.stopped is not None) == stops
     if stops:
-        assert fake.stopped[0] == "early_stopped" and "best" in fake.stopped[1]
+        assert fake.stopped[0] == "early-stopped" and "best" in fake.stopped[1]
 
 
 def test_early_stopping_in_a_run(tmp_path: Path) -> None:
@@ -272,7 +272,7 @@ def test_early_stopping_in_a_run(tmp_path: Path) -> None:
               callbacks=(EarlyStopping(patience=2),))
     tr.evals["val"] = DataLoader(x[600:], t[600:], 300, shuffle=False)
     result = tr.fit()
-    assert result.status == "early_stopped" and result.epochs < 30
+    assert result.status == "early-stopped" and result.epochs < 30
     best = max(r["val_acc"] for r in result.history)
     assert all(r["val_acc"] <= best for r in result.history[-2:])
 

@@ -2,7 +2,8 @@
 
 Exit codes: 0 trained (also early-stopped), 2 bad input (flags, files named by
 flags; nothing is written), 3 the loss diverged (the last good checkpoint is
-kept), 130 interrupted by Ctrl-C (a checkpoint is saved), 1 anything else.
+kept), 130 interrupted by Ctrl-C and 143 by SIGTERM (a checkpoint is saved),
+1 anything else (e.g. a full disk). summary.json's status says which.
 
 Everything is checked before the first byte is written: the flags, the device,
 the data, the --resume checkpoint and the --out folder.
@@ -29,10 +30,13 @@ from xpnet import accel, backend
 from xpnet.accel import tuning
 from xpnet.train import checkpoint as ckpt
 from xpnet.train import config as cfgmod
+from xpnet.train import signals
 from xpnet.train.config import ConfigError, RunConfig
 
 PROG = "xpnet-train"
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130  # SIGTERM: 143
+#: Time-based checkpoints unless --checkpoint-every says otherwise: a crash loses at most this much.
+DEFAULT_CHECKPOINT_EVERY = "10m"
 OUTPUTS = ("summary.json", "metrics.csv", "curves.png", ckpt.FILENAME, "best.npz")
 
 _DEFAULTS = RunConfig()
@@ -89,6 +93,17 @@ def _positive_float(s: str) -> float:
     return v
 
 
+def _duration(s: str) -> float | None:
+    """Seconds, or None for "off"/0 (epoch ends only)."""
+    if s.strip().lower() == "off":
+        return None
+    try:
+        v = cfgmod.parse_duration(s)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or off)") from None
+    return v or None
+
+
 def _hidden(s: str) -> tuple[int, ...]:
     parts = [p.strip() for p in s.split(",")]
     try:
@@ -138,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one of the book's nets on MNIST or Fashion-MNIST, on the CPU (NumPy) "
                     "or an NVIDIA GPU (CuPy). Writes metrics.csv, summary.json, curves.png and "
                     "checkpoint.npz into --out.",
-        epilog="exit status: 0 trained, 2 bad input, 3 diverged (lower --lr), 130 interrupted "
-               "(continue with --resume OUT/checkpoint.npz)")
+        epilog="exit status: 0 trained, 2 bad input, 3 diverged (lower --lr), 130 interrupted by Ctrl-C, "
+               "143 by SIGTERM (continue with --resume OUT/checkpoint.npz), 1 failed (e.g. disk full)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=cfgmod.DATASETS, help=f"default {d.dataset}")
     g.add_argument("--data-dir", metavar="DIR",
@@ -199,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", metavar="DIR", help="output folder (default runs/<timestamp>; "
                    "with --resume, the checkpoint's folder)")
     g.add_argument("--resume", metavar="PATH", help="continue from a checkpoint.npz (or its folder)")
+    g.add_argument("--checkpoint-every", type=_duration, default=_duration(DEFAULT_CHECKPOINT_EVERY),
+                   metavar="DURATION", help="also save the checkpoint mid-epoch once this much time has passed "
+                   f"since the last save, e.g. 90s, 10m, 1h, or off (default {DEFAULT_CHECKPOINT_EVERY}); "
+                   "checkpoints are always saved at epoch ends and on Ctrl-C/SIGTERM")
     g.add_argument("--quiet", action="store_true",
                    help="print only errors, a CUDA fallback warning and the final summary line")
     return p
@@ -272,11 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = [PROG, *(sys.argv[1:] if argv is None else argv)]  # for the summary
     try:
-        with _notices(args.quiet):
+        # SIGTERM stops like Ctrl-C from here on (the trainer makes both graceful while it trains); as a
+        # container's PID 1 the process would otherwise never see it.
+        with signals.raise_on_signals(), _notices(args.quiet):
             return _main(parser, args)
-    except KeyboardInterrupt:  # before training started (e.g. while reading the data): nothing written
-        _say("interrupted")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # before training started (e.g. while reading the data): nothing written
+        signum = signals.signum_of(exc)
+        _say(f"interrupted by {signals.signal_name(signum)}; nothing was written")
+        return signals.exit_status(signum)
 
 
 def _usage(parser: argparse.ArgumentParser, msg: str) -> NoReturn:
@@ -304,6 +326,7 @@ class _Plan:
     resume: Path | None
     resume_state: dict[str, Any] | None
     quiet: bool
+    checkpoint_every: float | None
     device_request: str
     argv: list[str]
 
@@ -323,6 +346,7 @@ def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan
     given = {f: getattr(args, f) for f in _CONFIG_FLAGS if getattr(args, f) is not None}
     plan = _Plan()
     plan.quiet, plan.device_request, plan.argv = bool(args.quiet), args.device, list(args.argv)
+    plan.checkpoint_every = args.checkpoint_every
     plan.resume, plan.resume_state = None, None
 
     # 1. The config: from the flags, or from the checkpoint plus the flags a resume may change.
@@ -482,7 +506,7 @@ def _run(plan: _Plan) -> int:
     if cfg.patience is not None:
         best = BestCheckpoint(out / BEST_FILENAME)
         callbacks += [EarlyStopping(cfg.patience), best]
-    checkpoint = Checkpoint(out / ckpt.FILENAME)
+    checkpoint = Checkpoint(out / ckpt.FILENAME, every=plan.checkpoint_every)
     title = f"{info['name']} · {cfg.model} {','.join(map(str, cfg.hidden_sizes))} · {cfg.optimizer} " \
             f"lr {cfg.resolved_lr():g}{_schedule_words(cfg)} · batch {cfg.batch_size}"
     callbacks += [MetricsCSV(out / "metrics.csv"), Plot(out / "curves.png", title=title), checkpoint]
@@ -527,7 +551,11 @@ def _run(plan: _Plan) -> int:
             summary["commands"] = [*old.get("commands", [old["command"]]), summary["command"]]
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    metrics.write_summary(out / "summary.json", summary)
+    try:
+        metrics.write_summary(out / "summary.json", summary)
+    except OSError as exc:
+        _say(f"error: cannot write {exc.filename or out / 'summary.json'}: {exc.strerror or exc}")
+        return EXIT_FAIL
 
     if not plan.quiet:
         where = f"resuming at epoch {trainer.epoch + 1}, step {trainer.global_step}" if plan.resume \
@@ -541,17 +569,26 @@ def _run(plan: _Plan) -> int:
     t0 = time.perf_counter()
     try:
         result = trainer.fit()
-    except OSError as exc:  # the disk filled up, the folder went away: say so, keep what was written
-        _say(f"error: cannot write {exc.filename or out}: {exc.strerror or exc}")
+    except KeyboardInterrupt as exc:  # a second Ctrl-C/SIGTERM: stop at once, keep the last checkpoint
+        signum = signals.signum_of(exc)
+        result = trainer.result(time.perf_counter() - t0, "interrupted",
+                                f"interrupted by a second {signals.signal_name(signum)}")
+        result.signal = signals.signal_name(signum)
+        _record_end(summary, out, result, time.perf_counter() - t0)
+        where = f"; the last checkpoint (epoch {checkpoint.saved_epoch}, step {checkpoint.saved_step}) is " \
+                f"{checkpoint.path}" if checkpoint.saved_step is not None else "; no checkpoint was written"
+        _say(f"interrupted by {result.signal}{where}")
+        return signals.exit_status(signum)
+    except Exception as exc:  # the disk filled up, the folder went away, or a bug: say so, record it
+        error = _one_line(exc)
+        if isinstance(exc, OSError):
+            error = f"cannot write {exc.filename or out}: {exc.strerror or exc}"
+        result = trainer.result(time.perf_counter() - t0, "failed", error)
+        recorded = _record_end(summary, out, result, time.perf_counter() - t0, error=error)
+        _say(f"error: {error}" + ("" if recorded else " (summary.json could not be updated either)"))
+        if not isinstance(exc, OSError):
+            raise  # a bug: its traceback is what a report needs
         return EXIT_FAIL
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last epoch's checkpoint
-        summary["status"] = "interrupted"
-        summary["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        metrics.write_summary(out / "summary.json", summary)
-        where = f"; the last checkpoint (epoch {checkpoint.saved_epoch}) is {checkpoint.path}" \
-            if checkpoint.saved_epoch is not None else ""
-        _say(f"interrupted{where}")
-        return EXIT_INTERRUPTED
     selection = None
     if result.ok:  # the test set, once, on the weights chosen by validation (or the last epoch's)
         with_val = "val" in plan.data.evals
@@ -565,13 +602,11 @@ def _run(plan: _Plan) -> int:
                  f"{'best epoch' if best is not None else 'last epoch'})")
     wall = time.perf_counter() - t0
 
-    res = metrics.final_results(result, selection)
-    finished = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    summary.update(status=result.status, finished=finished, results=res, history=result.history)
-    summary["results"]["wall_seconds_this_session"] = wall
-    metrics.write_summary(out / "summary.json", summary)
-
-    print(_final_line(info["name"], cfg, dev, res, out))
+    res = _record_end(summary, out, result, wall, selection=selection)
+    print(_final_line(info["name"], cfg, dev, res or metrics.final_results(result, selection), out))
+    if res is None:
+        _say(f"error: summary.json could not be written to {out}")
+        return EXIT_FAIL
     if result.status == "diverged":
         kept = (f"the last good checkpoint (epoch {checkpoint.saved_epoch}) is kept at {checkpoint.path}"
                 if checkpoint.saved_epoch is not None and checkpoint.path.exists()
@@ -582,10 +617,10 @@ def _run(plan: _Plan) -> int:
     if result.status == "interrupted":
         where = (f"after epoch {trainer.epoch}" if trainer.step_in_epoch == 0 else
                  f"in epoch {trainer.epoch + 1} at step {trainer.step_in_epoch}/{trainer.steps_per_epoch}")
-        _say(f"interrupted {where}; checkpoint saved to {checkpoint.path}. "
-             f"Continue with: {PROG} --resume {checkpoint.path}")
-        return EXIT_INTERRUPTED
-    if result.status == "early_stopped" and not plan.quiet:
+        _say(f"interrupted by {result.signal or 'a stop request'} {where}; checkpoint saved to "
+             f"{checkpoint.path}. Continue with: {PROG} --resume {checkpoint.path}")
+        return signals.exit_status(result.signal) if result.signal else EXIT_INTERRUPTED
+    if result.status == "early-stopped" and not plan.quiet:
         _say(f"stopped early: {result.reason}")
     return EXIT_OK
 
@@ -601,6 +636,30 @@ def _schedule_words(cfg: RunConfig) -> str:
     if cfg.clip_norm is not None:
         words.append(f"clip {cfg.clip_norm:g}")
     return (" " + ", ".join(words)) if words else ""
+
+
+def _record_end(summary: dict[str, Any], out: Path, result: Any, wall: float,
+                error: str | None = None, selection: Any = None) -> dict[str, Any] | None:
+    """Write summary.json with how the run ended; the results written, or None if even that failed.
+
+    Called after a failed write too: the atomic write that failed has already removed its temp file,
+    and the summary is a few kilobytes, so a full disk usually still takes it.
+    """
+    from xpnet.train import metrics
+
+    res = metrics.final_results(result, selection)
+    res["wall_seconds_this_session"] = wall
+    if result.signal:
+        res["signal"] = result.signal
+    if error is not None:
+        res["error"] = error
+    finished = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    summary.update(status=result.status, finished=finished, results=res, history=result.history)
+    try:
+        metrics.write_summary(out / "summary.json", summary)
+    except OSError:
+        return None
+    return res
 
 
 def _read_json(path: Path) -> dict[str, Any]:

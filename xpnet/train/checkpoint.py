@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,15 +118,24 @@ def load_net(path: str | os.PathLike[str], net: Any) -> dict[str, np.ndarray]:
 
 
 class Checkpoint:
-    """Callback: save the trainer's full state at every epoch end and when a run stops early.
+    """Callback: save the trainer's full state at every epoch end, when a run stops, and every ``every`` seconds.
 
-    A diverged run saves nothing, so the last good checkpoint stays on disk.
+    ``every`` (seconds, None for epoch ends only) bounds what a crash or ``kill -9`` loses inside a long
+    epoch: after a step, once that much time has passed since the last save, it saves mid-epoch (the
+    loader's position included, so a resumed run continues with the next batch). A diverged run saves
+    nothing, so the last good checkpoint stays on disk. ``clock`` is for tests.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], every: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if every is not None and not every > 0:
+            raise ValueError(f"every must be a positive number of seconds or None, got {every!r}")
         self.path = Path(path)
+        self.every = every
+        self.clock = clock
         self.saved_step: int | None = None
         self.saved_epoch: int | None = None
+        self._last_save = clock()
 
     def save(self, trainer: Any) -> None:
         state = trainer.state_dict()  # reads pending losses first: may find the run diverged
@@ -137,6 +147,15 @@ class Checkpoint:
             trainer.request_stop("diverged", str(exc))
             return
         self.saved_step, self.saved_epoch = trainer.global_step, trainer.epoch
+        self._last_save = self.clock()
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self._last_save = self.clock()
+
+    def on_step_end(self, trainer: Any) -> None:
+        if self.every is not None and self.clock() - self._last_save >= self.every \
+                and trainer.step_in_epoch < trainer.steps_per_epoch:  # the epoch's end saves anyway
+            self.save(trainer)
 
     def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None:
         self.save(trainer)

@@ -344,3 +344,22 @@ def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...]
             "n_val": int(len(xv)) if xv is not None else 0,
             "n_test": int(len(ds.x_test))}
     return Data(train, evals, info, test)
+
+
+
+#: Units a DURATION flag (``--checkpoint-every 10m``) may end in, in seconds; none means seconds.
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90s``, ``10m``, ``1.5h``, ``250ms`` or a plain number of seconds; ValueError otherwise."""
+    s = text.strip().lower()
+    number = s.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = s[len(number):] or "s"
+    try:
+        value = float(number) * DURATION_UNITS[unit]
+    except (ValueError, KeyError):
+        raise ValueError(f"expected a duration like 90s, 10m or 1h, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"expected a duration >= 0 like 90s, 10m or 1h, got {text!r}")
+    return value

@@ -7,6 +7,8 @@ and never changes the global pyplot backend of a program that imports xpnet.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,14 +91,31 @@ def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses
 
 
 class Plot(Callback):
-    """Callback: redraw curves.png after every epoch and when the run ends."""
+    """Callback: draw curves.png when the run ends, and after an epoch at most every ``every`` seconds.
 
-    def __init__(self, path: str | os.PathLike[str], title: str = "", every_epoch: bool = True) -> None:
-        self.path, self.title, self.every_epoch = Path(path), title, every_epoch
+    A drawing costs about half a second of matplotlib on a CPU, a third of a short run's time if done
+    every epoch, and the training loop waits for it; so a run sees a fresh picture only every ``every``
+    seconds (``0``: after every epoch, ``None``: only at the end). The picture is the same either way:
+    the last one always shows the whole run. ``clock`` is for tests.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], title: str = "", every: float | None = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path, self.title, self.every, self.clock = Path(path), title, every, clock
+        self.drawn = 0  # pictures drawn so far
+        self._last = clock()
+
+    def draw(self, trainer: Trainer) -> None:
+        plot_curves(self.path, trainer.history, trainer.step_losses, self.title)
+        self.drawn += 1
+        self._last = self.clock()
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._last = self.clock()
 
     def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
-        if self.every_epoch:
-            plot_curves(self.path, trainer.history, trainer.step_losses, self.title)
+        if self.every is not None and self.clock() - self._last >= self.every:
+            self.draw(trainer)
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
-        plot_curves(self.path, trainer.history, trainer.step_losses, self.title)
+        self.draw(trainer)

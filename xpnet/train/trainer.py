@@ -12,11 +12,8 @@ stopping, best weights, checkpoints, CSV, plots, progress) hangs off :class:`Cal
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +22,13 @@ import numpy as np
 from xpnet import backend
 from xpnet.train import checkpoint as ckpt
 from xpnet.train.clipping import clip_grad_norm
+from xpnet.train.signals import GracefulStop, signal_name
 
 Record = dict[str, Any]
 
-#: How a fit() ended. "stopped" is a callback's request_stop() (e.g. a step limit).
-STATUSES = ("completed", "early_stopped", "stopped", "interrupted", "diverged")
+#: How a run ended, as fit() and summary.json say it. fit() itself never returns "failed": that is
+#: the caller's word for an exception out of fit() (a full disk, a bug), which it records.
+STATUSES = ("completed", "early-stopped", "interrupted", "diverged", "failed")
 
 
 class Callback:
@@ -63,6 +62,7 @@ class FitResult:
     steps: int
     seconds: float
     history: list[Record] = field(default_factory=list)
+    signal: str | None = None  # "SIGTERM" or "SIGINT" when a signal interrupted the run
 
     @property
     def last(self) -> Record | None:
@@ -70,7 +70,7 @@ class FitResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("completed", "early_stopped", "stopped")
+        return self.status in ("completed", "early-stopped")
 
 
 def _labels_validated(net: Any, loader: Any) -> bool:
@@ -126,8 +126,8 @@ class Trainer:
         self.seconds = 0.0  # training + evaluation time of the finished epochs
         self.stop_status: str | None = None
         self.stop_reason = ""
+        self.stop_signal: str | None = None  # the signal's name when one asked the run to stop
         self._pending: list[Any] = []  # device 0-d losses not read back yet
-        self._interrupted = False
         if _labels_validated(net, train_loader):  # no per-step label check: it would sync the device
             net.last_layer.check_labels = False
 
@@ -136,38 +136,51 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return len(self.loader)
 
-    def request_stop(self, status: str = "stopped", reason: str = "") -> None:
-        """Stop after the current step (mid-epoch) or epoch; the first request wins, except divergence."""
-        if status not in STATUSES:
-            raise ValueError(f"unknown stop status {status!r}; expected one of {STATUSES}")
+    def request_stop(self, status: str = "completed", reason: str = "") -> None:
+        """Stop after the current step (mid-epoch) or epoch; the first request wins, except divergence.
+
+        ``status`` is one of :data:`STATUSES` ("early_stopped" is read as "early-stopped").
+        """
+        status = status.replace("_", "-")
+        if status not in STATUSES or status == "failed":
+            raise ValueError(f"unknown stop status {status!r}; expected one of {STATUSES[:-1]}")
         if self.stop_status is None or status == "diverged":
             self.stop_status, self.stop_reason = status, reason or status
 
     # --- the loop -------------------------------------------------------------------------------
     def fit(self) -> FitResult:
-        """Train until ``epochs`` epochs are done or a stop is requested; Ctrl-C stops cleanly.
+        """Train until ``epochs`` epochs are done or a stop is requested; SIGINT and SIGTERM stop cleanly.
 
-        The first Ctrl-C (SIGINT in the main thread) finishes the current step, then the
+        The first Ctrl-C or SIGTERM (in the main thread) finishes the current step, then the
         callbacks see status "interrupted" (the checkpoint callback saves); a second one
-        raises KeyboardInterrupt at once.
+        raises :class:`xpnet.train.signals.Interrupted` (a KeyboardInterrupt) at once.
         """
-        self.stop_status, self.stop_reason = None, ""
+        self.stop_status, self.stop_reason, self.stop_signal = None, "", None
         started = time.perf_counter()
-        with self._sigint_sets_flag():
+        with GracefulStop(self._on_signal):
             self._call("on_fit_start")
             while self.epoch < self.epochs and self.stop_status is None:
                 record = self._run_epoch()
                 if record is not None:
                     self.history.append(record)
                     self._call("on_epoch_end", record)
-            status = self.stop_status or "completed"
-            result = FitResult(status, self.stop_reason or status, self.epoch, self.global_step,
-                               time.perf_counter() - started, list(self.history))
+            result = self.result(time.perf_counter() - started)
             self._call("on_fit_end", result)
         # A callback may have found the run diverged at the very end (e.g. the checkpoint check).
         if self.stop_status == "diverged" and result.status != "diverged":
             result.status, result.reason = "diverged", self.stop_reason
         return result
+
+    def result(self, seconds: float, status: str | None = None, reason: str = "") -> FitResult:
+        """The run so far as a FitResult: the stop requested (or "completed"), or ``status`` if given."""
+        status = status or self.stop_status or "completed"
+        return FitResult(status, reason or self.stop_reason or status, self.epoch, self.global_step, seconds,
+                         list(self.history), self.stop_signal if status == "interrupted" else None)
+
+    def _on_signal(self, signum: int) -> None:
+        if self.stop_status is None:
+            self.stop_signal = signal_name(signum)
+        self.request_stop("interrupted", f"interrupted by {signal_name(signum)}")
 
     def _run_epoch(self) -> Record | None:
         """Train the rest of the current epoch; evaluate and return its record if it finished."""
@@ -269,25 +282,6 @@ class Trainer:
             if fn is not None:
                 fn(self, *args)
 
-    @contextmanager
-    def _sigint_sets_flag(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        self._interrupted = False
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
-            self.request_stop("interrupted", "interrupted (Ctrl-C)")
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
     # --- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything a resumed run needs, as host arrays under the checkpoint's key layout."""
@@ -364,7 +358,7 @@ class EarlyStopping(Callback):
             if v is not None and (self.best is None or v > self.best + self.min_delta):
                 self.best, self.best_epoch = v, rec["epoch"]
         if self.best is not None and trainer.epoch - self.best_epoch >= self.patience:
-            trainer.request_stop("early_stopped", f"{self.monitor} has not improved for {self.patience} "
+            trainer.request_stop("early-stopped", f"{self.monitor} has not improved for {self.patience} "
                                  f"epochs (best {self.best:.4f} at epoch {self.best_epoch})")
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -375,11 +369,11 @@ class EarlyStopping(Callback):
 
 
 class StopAfterSteps(Callback):
-    """Stop the run after ``max_steps`` steps in total (mid-epoch if need be); handy for tests."""
+    """Stop the run after ``max_steps`` steps in total (mid-epoch if need be): it ends "completed"."""
 
     def __init__(self, max_steps: int) -> None:
         self.max_steps = max_steps
 
     def on_step_end(self, trainer: Trainer) -> None:
         if trainer.global_step >= self.max_steps:
-            trainer.request_stop("stopped", f"reached {self.max_steps} steps")
+            trainer.request_stop("completed", f"reached {self.max_steps} steps")
