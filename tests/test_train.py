@@ -314,3 +314,30 @@ def test_progress_lines_and_bar() -> None:
     make(backend.cpu(), epochs=1, callbacks=(ConsoleProgress(bar, mode="bar"),)).fit()
     drawn = bar.getvalue()
     assert "\r" in drawn and "epoch 1/1" in drawn and "samples/s" in drawn and "loss " in drawn
+
+
+def test_plot_is_drawn_at_most_every_n_seconds_and_always_at_the_end(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    from xpnet.train import plot_curves
+
+    now = [0.0]
+
+    class Tick(Callback):  # each epoch takes 40 "seconds"
+        def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+            now[0] += 40.0
+
+    throttled = Plot(tmp_path / "c.png", every=60.0, clock=lambda: now[0])
+    tr = make(backend.cpu(), epochs=3, callbacks=(Tick(), throttled))
+    tr.fit()
+    assert throttled.drawn == 2  # after epoch 2 (80 s since the start), then at the end
+    # The last picture is the one an every-epoch plot would have ended with: the whole run.
+    plot_curves(tmp_path / "direct.png", tr.history, tr.step_losses)
+    every = Plot(tmp_path / "e.png", every=0.0)
+    every.on_fit_end(tr, tr.result(0.0))
+    np.testing.assert_array_equal(imread(tmp_path / "e.png"), imread(tmp_path / "direct.png"))
+    np.testing.assert_array_equal(imread(tmp_path / "c.png"), imread(tmp_path / "direct.png"))
+
+    end_only = Plot(tmp_path / "x.png", every=None)
+    make(backend.cpu(), epochs=2, callbacks=(end_only,)).fit()
+    assert end_only.drawn == 1

@@ -34,8 +34,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             os.fsync(f.fileno())
         os.chmod(tmp, _MODE)  # mkstemp makes 0600 files; outputs should look like any other file
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)  # a full disk gets its space back for the summary
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write() names no file; the message should
         raise
     return path
 
