@@ -82,6 +82,13 @@ LABEL org.opencontainers.image.title="xpnet" \
 VOLUME ["/data"]
 WORKDIR /data
 USER 10001:0
+# xpnet-train runs as PID 1 and handles SIGTERM like Ctrl-C: it finishes the current step (or the epoch's
+# evaluation, if that is under way), saves checkpoint.npz, writes summary.json with status "interrupted" and
+# exits 143. `docker stop -t SECONDS` (default 10) must cover that step plus one checkpoint write; on a CPU
+# that is well under 10 s for the book's nets (1-1.5 s measured), a big model on a slow volume may need
+# `docker stop -t 60` or `docker run --stop-timeout 60`. Past it Docker sends SIGKILL and the run continues
+# from the last checkpoint (--checkpoint-every, default 10m, bounds what that loses).
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["xpnet-train"]
 
 # ---- smoke: `--target smoke` checks the image by running it at build time ---------------------------------

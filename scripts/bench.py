@@ -11,6 +11,12 @@ measured float32 GEMM rate, and how close each run gets to it.
     python scripts/bench.py                                 # all configs, CPU, all cores
     python scripts/bench.py --configs mlp --threads 1 --out bench.json
     python scripts/bench.py --tiny --no-torch --out /tmp/b.json   # a few steps: a smoke test
+    python scripts/bench.py --e2e --threads 2               # the bare main job end to end vs scripts/torch_twin.py
+
+``--e2e`` times whole processes instead: the bare ``python scripts/train.py`` (load, train, per-epoch
+evaluation, files) against ``scripts/torch_twin.py``, the same job written as a PyTorch user would (with
+tutorials' ``DataLoader`` and with tensor slicing), alternating runs, each in a fresh folder, after one
+untimed run of each (which fills the data caches both keep).
 
 On machines that pin OPENBLAS_CORETYPE for old OpenBLAS builds, prefix the command with
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` to measure NumPy's native kernel (the table says which ran).
@@ -23,6 +29,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -403,6 +410,91 @@ def bench_config(name: str, args: argparse.Namespace, dev: backend.Device, use_t
     return row
 
 
+# -- end to end: whole processes -------------------------------------------------------------------------
+
+E2E_JOBS = ("xpnet", "torch", "torch-slicing")
+
+
+def e2e_commands(mnist_dir: Path, cache: Path, epochs: int | None, tiny: bool) -> dict[str, list[str]]:
+    """The processes ``--e2e`` times; each gets a fresh working folder, so every output is new."""
+    root = Path(__file__).resolve().parent
+    more = ([] if epochs is None else ["--epochs", str(epochs)]) + (["--limit-train", "1000"] if tiny else [])
+    twin = [sys.executable, str(root / "torch_twin.py"), "--data-dir", str(mnist_dir), "--cache",
+            str(cache / "torch-twin"), "--out", "run", *more]
+    return {"xpnet": [sys.executable, str(root / "train.py"), *more],  # the bare job: writes runs/<stamp>/
+            "torch": [*twin, "--loader", "dataloader"], "torch-slicing": [*twin, "--loader", "slicing"]}
+
+
+def e2e_env(threads: int, cache: Path) -> dict[str, str]:
+    """Same thread count for NumPy's BLAS and torch (both read these at start-up); private caches."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache), MPLBACKEND="Agg", PYTHONPATH=str(Path(__file__).resolve()
+                                                                                         .parents[1]))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    return env
+
+
+def mnist_folder() -> Path:
+    from xpnet.data import sources
+
+    found, looked = sources.locate(sources.get_spec("mnist"))
+    if found is None or found.origin == "sample":
+        raise BenchError(f"--e2e needs the real MNIST (looked in: {looked}); set XPNET_DATA_DIR")
+    folders = {p.parent for p in found.files.values()}
+    names = {p.name for p in found.files.values()}
+    want = {f"{n}.gz" for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                                 "t10k-labels-idx1-ubyte")}
+    if len(folders) != 1 or names != want:
+        raise BenchError(f"--e2e needs MNIST's four .gz files in one folder; found "
+                         f"{sorted(map(str, found.files.values()))}")
+    return folders.pop()
+
+
+def run_e2e(args: argparse.Namespace, use_torch: bool) -> dict[str, Any]:
+    """Median wall seconds of each job over ``args.repeats`` alternating runs (x, t, t', t', t, x, ...)."""
+    mnist = mnist_folder()
+    jobs = [j for j in E2E_JOBS if use_torch or j == "xpnet"]
+    epochs = 1 if args.tiny else args.epochs
+    with tempfile.TemporaryDirectory(prefix="xpnet-e2e-") as tmp:
+        cache = Path(tmp) / "cache"
+        cmds, env = e2e_commands(mnist, cache, epochs, args.tiny), e2e_env(args.threads, cache)
+        walls: dict[str, list[float]] = {j: [] for j in jobs}
+        for rep in range(args.repeats + 1):  # the first round is the untimed warm-up
+            for job in jobs if rep % 2 == 0 else jobs[::-1]:
+                work = Path(tmp) / f"{job}-{rep}"
+                work.mkdir()
+                time.sleep(COOL_DOWN_S)
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmds[job], cwd=work, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True)
+                wall = time.perf_counter() - t0
+                if proc.returncode != 0:
+                    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                    raise BenchError(f"--e2e: {job} exited {proc.returncode}: {last}")
+                if rep > 0:
+                    walls[job].append(wall)
+                    print(f"e2e run {rep}/{args.repeats} {job:13} {wall:6.2f} s", file=sys.stderr, flush=True)
+                shutil.rmtree(work)
+    med = {j: statistics.median(w) for j, w in walls.items()}
+    root = str(Path(__file__).resolve().parents[1]) + os.sep
+    out: dict[str, Any] = {"jobs": {j: {"command": " ".join(["python", *(c.replace(root, "") for c in cmds[j][1:])]),
+                                        "wall_s": walls[j], "median_wall_s": med[j]} for j in jobs},
+                           "epochs": epochs if epochs is not None else 10}
+    for j in jobs[1:]:
+        out[f"ratio_vs_{j}"] = med[j] / med["xpnet"]  # > 1: xpnet is faster by that factor
+    return out
+
+
+def print_e2e(result: dict[str, Any]) -> None:
+    e2e = result["e2e"]
+    print(f"end to end, {e2e['epochs']} epochs, median wall of {result['repeats']} alternating runs each:")
+    for job, r in e2e["jobs"].items():
+        ratio = e2e.get(f"ratio_vs_{job}")
+        print(f"  {job:13} {r['median_wall_s']:7.2f} s  (runs: {', '.join(f'{w:.2f}' for w in r['wall_s'])})"
+              + (f"  xpnet is {ratio:.2f}x as fast" if ratio else "")
+              + f"  [{r['command']}]")
+
+
 # -- report -------------------------------------------------------------------------------------------
 
 def machine(dev: backend.Device, threads: dict[str, Any]) -> dict[str, Any]:
@@ -425,16 +517,23 @@ def fmt_mem(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
-def print_table(result: dict[str, Any]) -> None:
+def machine_line(result: dict[str, Any]) -> str:
+    """One line naming the machine and the software a result was measured with, and when."""
     m = result["machine"]
     blas = m["blas"]
-    print(f"device {m['device']} | {m['cpu']}, {m['cores']} cores | numpy {m['numpy']}, "
-          f"BLAS {blas['name'].split('  ')[0]} kernel {blas['core']}, {m['threads'].get('xpnet_blas')} threads"
-          + (f" | torch {m['torch']}, {m['threads']['torch']} threads" if "torch" in m else "")
-          + (f" | load {m['load_avg'][0]:.2f}" if m["load_avg"] else ""))
+    return (f"{result['date']} | device {m['device']} | {m['cpu']}, {m['cores']} cores | numpy {m['numpy']}, "
+            f"BLAS {blas['name'].split('  ')[0]} kernel {blas['core']}, {m['threads'].get('xpnet_blas')} threads"
+            + (f" | torch {m['torch']}, {m['threads']['torch']} threads" if "torch" in m else "")
+            + (f" | load {m['load_avg'][0]:.2f}" if m["load_avg"] else "")
+            + f" | best float32 GEMM {result['matmul_gflops']:.0f} GFLOP/s ({result['matmul_best']})")
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(machine_line(result))
+    if not result["results"]:
+        return
     rate = result["matmul_gflops"]
-    print(f"compute ceiling: FLOPs per sample / {rate:.0f} GFLOP/s (best float32 GEMM measured: "
-          f"{result['matmul_best']})")
+    print(f"compute ceiling: FLOPs per sample / {rate:.0f} GFLOP/s")
     has_torch = any("torch" in row for row in result["results"])
     head = f"{'config':34} {'batch':>5} {'xpnet/s':>9} {'mem MiB':>7}"
     if has_torch:
@@ -485,6 +584,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip the memory workers")
     p.add_argument("--data", choices=("random", "mnist"), default="random", help="batch contents (default random)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here (atomically)")
+    p.add_argument("--e2e", action="store_true",
+                   help="time the bare main job end to end against scripts/torch_twin.py instead of the configs "
+                        "(--repeats defaults to 3)")
+    p.add_argument("--epochs", type=int, default=None, help="--e2e: epochs of both jobs (default: the job's 10)")
     p.add_argument("--_memory-worker", dest="memory_worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_worker is not None:
@@ -495,7 +598,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise BenchError(f"--configs: unknown config(s) {unknown or names!r}; choose from {', '.join(CONFIGS)}")
     args.config_names = names
     if args.repeats is None:
-        args.repeats = 5 if args.tiny else 7
+        args.repeats = 1 if args.tiny and args.e2e else 3 if args.e2e else 5 if args.tiny else 7
+    if args.epochs is not None and args.epochs < 1:
+        raise BenchError(f"--epochs must be >= 1, got {args.epochs}")
     if args.repeats < 1:
         raise BenchError(f"--repeats must be >= 1, got {args.repeats}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -543,10 +648,21 @@ def main(argv: list[str] | None = None) -> int:
     rate = rates[best_lib][best_shape]
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(dev, threads), "gemm_gflops": rates, "matmul_gflops": rate,
         "matmul_best": f"{best_lib} {best_shape}", "repeats": args.repeats, "tiny": args.tiny, "data": args.data,
         "results": [],
     }
+    if args.e2e:
+        if dev.backend != "numpy":
+            raise BenchError("--e2e times the CPU job; drop --device")
+        result["e2e"] = run_e2e(args, use_torch)
+        print_table(result)
+        print_e2e(result)
+        if args.out is not None:
+            write_json_atomic(args.out, result)
+            print(f"wrote {args.out}")
+        return 0
     for name in args.config_names:
         row = bench_config(name, args, dev, use_torch)
         row["ceiling_samples_per_s"] = rate * 1e9 / row["flops_per_sample"]
@@ -559,13 +675,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from xpnet.train import signals
+
     try:
-        sys.exit(main())
+        with signals.raise_on_signals():  # SIGTERM (docker stop, a scheduler) stops it as Ctrl-C does
+            sys.exit(main())
     except BenchError as exc:
         print(f"bench.py: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except OSError as exc:
         print(f"bench.py: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        print(f"bench.py: interrupted by {signals.signal_name(signals.signum_of(exc))}", file=sys.stderr)
+        sys.exit(signals.exit_status(signals.signum_of(exc)))

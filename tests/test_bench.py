@@ -62,6 +62,28 @@ def test_tiny_run_against_pytorch(tmp_path: Path) -> None:
     assert "xpnet/torch" in proc.stdout
 
 
+def test_tiny_e2e_times_both_jobs(tmp_path: Path, mnist_path: Path) -> None:
+    """--e2e runs the real train.py and the PyTorch twin (1 epoch on 1000 images here) and reports the ratio."""
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
+    import os
+
+    out = tmp_path / "e2e.json"
+    proc = subprocess.run([sys.executable, str(BENCH), "--e2e", "--tiny", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "XPNET_DATA_DIR": str(mnist_path.parent)})
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    jobs = data["e2e"]["jobs"]
+    assert list(jobs) == ["xpnet", "torch", "torch-slicing"]
+    assert jobs["xpnet"]["command"] == "python scripts/train.py --epochs 1 --limit-train 1000"
+    for j in jobs.values():
+        assert len(j["wall_s"]) == 1 and j["median_wall_s"] > 0
+    assert data["e2e"]["ratio_vs_torch"] == pytest.approx(jobs["torch"]["median_wall_s"] /
+                                                          jobs["xpnet"]["median_wall_s"])
+    assert "xpnet is" in proc.stdout and "GFLOP/s" in proc.stdout and data["date"] in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e2e.json"]  # runs went to a temporary folder
+
+
 def test_flops_per_sample_counts_forward_and_twice_backward(bench: ModuleType) -> None:
     from xpnet import nets
 

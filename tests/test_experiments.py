@@ -250,3 +250,21 @@ def test_full_mode_runs_on_real_mnist(tmp_path: Path, mnist_path: Path) -> None:
     assert r["quick"] is False and r["gradient_check"]["net"]["sizes"] == [784, 50, 10]
     assert r["gradient_check"]["max_relative_error"] < 1e-6
     assert r["gradient_check"]["data"]["is_sample"] is False
+
+
+def test_sigterm_stops_an_experiment_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A long experiment under `docker stop`: SIGTERM ends it at once with status 143 and one line, no traceback."""
+    import signal
+
+    full_env = {**os.environ, "XPNET_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, str(SCRIPTS / "optimizer_compare.py"), "--out", str(tmp_path), "--quick",
+           "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # "[optimizer_compare] device cpu, ...": the experiment has begun
+    assert "device cpu" in first
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "interrupted by SIGTERM" in err
+    assert not (tmp_path / "results.json").exists()

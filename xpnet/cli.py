@@ -509,7 +509,8 @@ def _run(plan: _Plan) -> int:
     checkpoint = Checkpoint(out / ckpt.FILENAME, every=plan.checkpoint_every)
     title = f"{info['name']} · {cfg.model} {','.join(map(str, cfg.hidden_sizes))} · {cfg.optimizer} " \
             f"lr {cfg.resolved_lr():g}{_schedule_words(cfg)} · batch {cfg.batch_size}"
-    callbacks += [MetricsCSV(out / "metrics.csv"), Plot(out / "curves.png", title=title), checkpoint]
+    # The checkpoint first: on SIGTERM it is what must be on disk before a process manager's grace period ends.
+    callbacks += [checkpoint, MetricsCSV(out / "metrics.csv"), Plot(out / "curves.png", title=title)]
     trainer = Trainer(plan.net, plan.optimizer, plan.data.train, epochs=cfg.epochs, evals=plan.data.evals,
                       callbacks=callbacks, config={"run": cfg.to_dict(), "data": info, "model": model},
                       schedule=cfgmod.build_schedule(cfg, len(plan.data.train)), clip_norm=cfg.clip_norm)

@@ -50,6 +50,7 @@ from xpnet.backend import (  # noqa: E402
     to_host,
 )
 from xpnet.data import DataError  # noqa: E402
+from xpnet.train import signals  # noqa: E402
 
 Array = Any
 FIG_DPI = 80  # small PNGs for the README gallery (each well under 150 KB)
@@ -219,9 +220,10 @@ def run(name: str, experiment: Callable[[Context], dict[str, Any]], args: argpar
         write_json(out / "results.json", summary)
         ctx.log(f"done in {elapsed:.1f} s: {', '.join(ctx.figures)} and results.json in {out}")
         return 0
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (docker stop, a scheduler): main() made them alike
+        signum = signals.signum_of(exc)
+        print(f"{prog}: interrupted by {signals.signal_name(signum)}", file=sys.stderr)
+        return signals.exit_status(signum)
     except (ExperimentError, DeviceError, DataError, OSError) as exc:
         # Messages written for users (xpnet's DataError names the file and the fix); anything else is a bug.
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -235,7 +237,9 @@ def main_for(name: str, description: str, experiment: Callable[[Context], dict[s
     parser = make_parser(name, description)
     if add_flags is not None:
         add_flags(parser)
-    return run(name, experiment, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    with signals.raise_on_signals():  # SIGTERM stops an experiment as Ctrl-C does (also as a container's PID 1)
+        return run(name, experiment, args)
 
 
 # -- data ------------------------------------------------------------------------------------------
