@@ -1,6 +1,7 @@
 """Training: the Trainer loop, its callbacks (early stopping, best weights, checkpoints, CSV, plots,
 progress), learning-rate schedules, gradient clipping, selection on validation data, and the run config
-the CLI builds. Import from here; the submodules are implementation detail."""
+the CLI builds. Import from here; the submodules are implementation detail, except
+``xpnet.train.signals`` (SIGINT/SIGTERM handling for any long loop, e.g. a search worker)."""
 
 from xpnet.train import schedules
 from xpnet.train.checkpoint import Checkpoint, CheckpointError
