@@ -69,7 +69,7 @@ def test_val_split_reports_val_per_epoch_and_tests_once_on_the_selected_weights(
     assert [float(row["lr"]) for row in r] == pytest.approx([0.001, 0.001, 0.0003, 0.00009])
     s = summary(out)
     res = s["results"]
-    assert res["selected_on"] == "val" and res["status"] in ("completed", "early_stopped")
+    assert res["selected_on"] == "val" and res["status"] in ("completed", "early-stopped")
     vals = [float(row["val_acc"]) for row in r]
     assert res["selected_epoch"] == vals.index(max(vals)) + 1 == res["best_epoch"]
     assert res["val_acc"] == pytest.approx(max(vals), abs=1e-6) and res["test_acc"] > 0.8  # chance: 0.1

@@ -164,7 +164,7 @@ def test_restore_best_puts_the_best_val_epoch_back_and_tests_it_once(tmp_path: P
     result = tr.fit()
     vals = [r["val_acc"] for r in result.history]
     best_epoch = vals.index(max(vals)) + 1  # the first epoch with the highest val accuracy
-    assert best_epoch <= 3 and result.status == "early_stopped" and result.epochs == best_epoch + 3
+    assert best_epoch <= 3 and result.status == "early-stopped" and result.epochs == best_epoch + 3
     assert best.best_epoch == best_epoch and best.best == max(vals)
     assert all(r["test_acc"] is None for r in result.history)  # no test set during training
     last = snapshot(tr)
