@@ -31,7 +31,7 @@ COMMANDS: dict[str, Command] = {
                        "classify your own images (PNG/JPEG/...) or .npy arrays with a trained model"),
     "export": Command("xpnet.commands.export:main", "write a trained model as ONNX or as plain npz weights"),
     "doctor": Command("xpnet.doctor:main", "what xpnet can run on here, and why CUDA cannot (= xpnet-doctor)"),
-    # "search": Command("xpnet.search.cli:main", "hyper-parameter search with Optuna"),  # issue 15
+    "search": Command("xpnet.search.cli:main", "search hyper-parameters with Optuna, judged on validation data"),
 }
 
 EXIT_USAGE = 2

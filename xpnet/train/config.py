@@ -299,11 +299,12 @@ def load_data(cfg: RunConfig) -> Any:
 
 
 def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...],
-               dataset: Any = None) -> Data:
+               dataset: Any = None, with_test: bool = True) -> Data:
     """Split, limit and wrap the dataset in loaders that put batches on ``dev``.
 
     The validation set is carved out before --limit-train, so limiting the training
-    set never changes which images are held out.
+    set never changes which images are held out. ``with_test=False`` (a hyper-parameter
+    search) builds no test loader and never touches the dataset's test arrays.
     """
     from xpnet import data
 
@@ -334,15 +335,15 @@ def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...]
     # Train accuracy over all of a big set costs a third of an epoch on a CPU; --train-eval-size trims it.
     n_eval = len(x) if cfg.train_eval_size is None else min(cfg.train_eval_size, len(x))
     evals = {"train": evaluation(x[:n_eval], t[:n_eval])}
-    test = evaluation(ds.x_test, ds.t_test)
+    test = evaluation(ds.x_test, ds.t_test) if with_test else None
     if xv is not None:  # choose on validation, test once at the end (never per epoch)
         evals["val"] = evaluation(xv, tv)
-    else:
+    elif test is not None:
         evals["test"] = test
     info = {"name": ds.name, "source": str(ds.source), "is_sample": bool(ds.is_sample),
             "n_train": int(len(x)), "n_train_eval": int(n_eval),
             "n_val": int(len(xv)) if xv is not None else 0,
-            "n_test": int(len(ds.x_test))}
+            "n_test": int(len(ds.x_test)) if with_test else 0}
     return Data(train, evals, info, test)
 
 

@@ -1,0 +1,104 @@
+"""Where a study lives: a journal file (default, nothing to start), SQLite, or PostgreSQL.
+
+Every worker on every machine that opens the same storage and study name joins
+one study. Relational storages get Optuna's heartbeats: a worker that dies
+(kill -9, a lost machine) stops beating, and the next worker that asks for a trial
+marks its trial failed and queues a retry (within ``GRACE_S`` + one trial start).
+A journal file has no heartbeats; there the search's supervisor notices dead local
+worker processes itself (see :mod:`xpnet.search.workers`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+#: Heartbeat every HEARTBEAT_S seconds; a trial silent for GRACE_S is stale (retried within 30 s).
+HEARTBEAT_S, GRACE_S = 5, 15
+#: How often a trial may be retried after its worker died.
+MAX_RETRY = 3
+JOURNAL = "study.journal"
+
+
+class StorageError(ValueError):
+    """A storage URL that cannot be used (one line naming the scheme, or the host and port)."""
+
+
+def retry_callback() -> Any:
+    """Optuna's stale-trial callback: re-queue the trial with its params and attributes (hence its folder)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY,
+                                                                inherit_intermediate_values=True)
+
+
+def describe(url: str | None, out: Path) -> str:
+    """The storage as a person should read it (no password)."""
+    if url is None:
+        return str(out / JOURNAL)
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def open_storage(url: str | None, out: Path) -> Any:
+    """The Optuna storage for ``--storage`` (None: a journal file in the search folder)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if url is None or "://" not in url:
+        path = out / JOURNAL if url is None else Path(url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:
+            raise StorageError(f"--storage {path}: cannot create the journal file ({exc.strerror or exc})"
+                               ) from None
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        engine: dict[str, Any] = {}
+    elif scheme.split("+")[0] in ("postgresql", "postgres"):
+        url = _postgres_url(url)
+        engine = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
+    else:
+        raise StorageError(f"--storage {describe(url, out)}: unsupported scheme {scheme!r}; use a journal "
+                           "file path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
+                                              grace_period=GRACE_S,
+                                              heartbeat_stale_trial_callback=retry_callback())
+    except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:
+        raise StorageError(_unreachable(url, exc)) from None
+
+
+def _postgres_url(url: str) -> str:
+    """postgresql://... through psycopg 3 (SQLAlchemy's bare scheme means psycopg2, which we do not ship)."""
+    head, rest = url.split("://", 1)
+    if "+" in head:
+        return url
+    return f"postgresql+psycopg://{rest}"
+
+
+def _unreachable(url: str, exc: BaseException) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    try:
+        port = parts.port or (5432 if parts.scheme.startswith("postgres") else None)
+    except ValueError:
+        port = None
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    why = reason[0] if reason else type(exc).__name__
+    if parts.scheme.startswith("sqlite"):
+        return f"--storage {url}: cannot open the SQLite database ({why})"
+    where = f"{host}:{port}" if port else host
+    db = parts.path.lstrip("/") or "?"
+    return f"--storage: cannot use the PostgreSQL database {db!r} at {where}: {why}"
