@@ -233,6 +233,14 @@ def _devices(spec: str) -> list[str]:
         raise UsageError("--devices is empty; give cpu, auto or cuda:0,cuda:1,...")
     resolved = []
     for name in names:
+        m = re.fullmatch(r"cuda:(\d+)", name.lower())
+        if m:  # a numbered GPU is a promise about this machine: no silent CPU fallback for it
+            ok, reason, count = backend.cuda_status()
+            if not ok:
+                raise UsageError(f"--devices {name}: CUDA is unusable here: {reason}")
+            if int(m.group(1)) >= count:
+                raise UsageError(f"--devices {name}: this machine has {count} CUDA device(s) "
+                                 f"(cuda:0..cuda:{count - 1})")
         try:
             resolved.append(backend.device(name).name)
         except backend.DeviceError as exc:

@@ -101,8 +101,12 @@ class Objective:
                            ("worker", s.worker), ("host", self.host), ("pid", os.getpid()),
                            ("argv", argv)):
             trial.set_user_attr(key, value)
+        import optuna
+
         try:
             value = self._train(trial, cfg, Path(folder), retry_of)
+        except optuna.TrialPruned:
+            raise
         except TrialInterrupted:
             self.last_status = "interrupted"
             trial.set_user_attr("status", "interrupted")

@@ -118,23 +118,32 @@ def requeue_unfinished(study: Any) -> list[int]:
 
 def run_worker(study: Any, objective: Objective, trials: int, deadline: float | None,
                reap_local: bool) -> int:
-    """Run trials until the study has ``trials`` finished ones (or the deadline); return the exit status."""
+    """Run trials until the study has ``trials`` finished ones (or the deadline); return the exit status.
+
+    When the trials still running elsewhere would make up the count, the worker waits for them
+    instead of leaving: one of them may belong to a dead worker and come back as a retry.
+    """
     import optuna
 
-    while True:
-        if deadline is not None and time.time() >= deadline:
-            return EXIT_OK
-        if reap_local:
-            reap_dead(study)
-        n = counts(study)
-        if n["waiting"] == 0 and n["done"] + n["running"] >= trials:
-            return EXIT_OK
-        try:
+    try:
+        while True:
+            if deadline is not None and time.time() >= deadline:
+                return EXIT_OK
+            if reap_local:
+                reap_dead(study)
+            else:
+                _fail_stale(study)
+            n = counts(study)
+            if n["done"] >= trials:
+                return EXIT_OK
+            if n["waiting"] == 0 and n["done"] + n["running"] >= trials:
+                time.sleep(POLL_S)
+                continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
-        except (TrialInterrupted, KeyboardInterrupt):
-            return EXIT_INTERRUPTED
+    except (TrialInterrupted, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
 
 
 # --- the local supervisor --------------------------------------------------------------------------

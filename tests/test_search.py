@@ -1,0 +1,346 @@
+"""xpnet search (issue 15): trials on the Trainer through Optuna, results, retries, --final and bad input.
+
+The training cases use real MNIST (skipped without it) with tiny runs: a few hundred
+images, a few epochs, one BLAS thread. Cases that need a process of their own
+(--workers, kill -9, SIGTERM) run ``scripts/search.py`` as a subprocess; the rest
+call ``xpnet.search.main`` in-process. The PostgreSQL cases are in
+test_search_postgres.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+optuna = pytest.importorskip("optuna", reason="xpnet search needs Optuna (pip install 'xpnet[search]')")
+
+from xpnet import backend  # noqa: E402
+from xpnet import cli as train_cli  # noqa: E402
+from xpnet.search import main  # noqa: E402
+from xpnet.search import space as spacemod  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "search.py"
+#: A trial of about a second: 300 training images, 2 epochs, validation on the held-out 20%.
+TINY = ["--limit-train", "300", "--train-eval-size", "100", "--devices", "cpu"]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ, XPNET_OFFLINE="1", PYTHONPATH=str(ROOT), MPLBACKEND="Agg", OMP_NUM_THREADS="1",
+             OPENBLAS_NUM_THREADS="1")
+    e.pop("COLUMNS", None)
+    return e
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT)
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        rc = main(list(args))
+    except SystemExit as exc:
+        rc = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line(err: str) -> str:
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load_study(out: Path, name: str = "mlp-mnist") -> Any:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(out / "study.journal"))))
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> Any:
+    end = time.time() + timeout
+    while time.time() < end:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XPNET_OFFLINE", "1")
+
+
+@pytest.fixture
+def mnist(monkeypatch: pytest.MonkeyPatch, mnist_path: Path) -> None:
+    """Real MNIST for the cases that train (skipped without it)."""
+    monkeypatch.setenv("XPNET_DATA_DIR", str(mnist_path.parent if mnist_path.name == "mnist" else mnist_path))
+
+
+# --- a whole search, in-process ------------------------------------------------------------------
+
+def test_search_writes_results_and_the_best_command_reproduces_it(tmp_path: Path, mnist: None,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s"
+    rc, stdout, err = run_main(capsys, *TINY, "--epochs", "2", "--trials", "4", "--sampler", "random",
+                               "--pruner", "none", "--out", str(out), "--seed", "3")
+    assert rc == 0, err
+    rows = read_csv(out / "trials.csv")
+    assert [r["number"] for r in rows] == ["0", "1", "2", "3"]
+    assert {r["state"] for r in rows} <= {"completed", "diverged"}
+    for name in ("lr", "weight-decay", "dropout", "hidden", "batch-size", "optimizer"):  # the mlp default space
+        assert all(r[name] for r in rows), name
+    assert all(r["device"] == "cpu" and r["epochs"] == "2" and float(r["seconds"]) > 0 for r in rows)
+    best = json.loads((out / "best.json").read_text())
+    assert best["val_acc"] == max(float(r["val_acc"]) for r in rows if r["state"] == "completed") or \
+        abs(best["val_acc"] - max(float(r["val_acc"]) for r in rows)) < 1e-4
+    assert stdout.strip().splitlines()[-1].startswith(f"search mlp-mnist: best trial {best['trial']} val ")
+    for fig in ("history.png", "params.png", "best_curves.png"):
+        assert (out / fig).stat().st_size > 1000, fig
+    # The test set was never evaluated: the trials' metrics have no test accuracy.
+    for r in read_csv(out / "trials" / f"{best['trial']:04d}" / "metrics.csv"):
+        assert r["test_acc"] == "" and r["val_acc"] != ""
+    # best.json's command is an `xpnet train` command line that gives the same validation accuracy.
+    assert best["command"].startswith("xpnet-train ") and "--val-split 0.2" in best["command"]
+    rc = train_cli.main([*best["argv"], "--device", "cpu", "--out", str(tmp_path / "again"), "--quiet"])
+    assert rc == 0
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert max(r["val_acc"] for r in summary["history"]) == pytest.approx(best["val_acc"], abs=1e-12)
+
+    # Re-running the same command continues the study: two more trials, the first four untouched.
+    rc, _, err = run_main(capsys, *TINY, "--epochs", "2", "--trials", "6", "--sampler", "random",
+                          "--pruner", "none", "--out", str(out), "--seed", "3")
+    assert rc == 0, err
+    again = read_csv(out / "trials.csv")
+    assert len(again) == 6 and again[:4] == rows
+    assert "4 of 6 trials done" in err
+    params = [tuple(r[k] for k in ("lr", "weight-decay")) for r in again]
+    assert len(set(params)) == 6, "a continued study replayed earlier draws"
+
+
+def test_pruner_stops_trials_early(tmp_path: Path, mnist: None, capsys: pytest.CaptureFixture[str]) -> None:
+    space = tmp_path / "space.toml"
+    # Half of this lr range learns nothing in a few epochs: the median pruner has something to cut.
+    space.write_text('[lr]\nkind = "log-uniform"\nlow = 1e-6\nhigh = 0.3\n')
+    out = tmp_path / "s"
+    rc, _, err = run_main(capsys, *TINY, "--optimizer", "sgd", "--epochs", "4", "--trials", "12",
+                          "--sampler", "random", "--pruner", "median", "--space", str(space), "--out", str(out))
+    assert rc == 0, err
+    rows = read_csv(out / "trials.csv")
+    pruned = [r for r in rows if r["state"] == "pruned"]
+    assert pruned, rows
+    assert all(int(r["epochs"]) < 4 for r in pruned)
+    st = load_study(out)
+    assert sum(t.state.name == "PRUNED" for t in st.trials) == len(pruned)
+
+
+def test_final_trains_on_train_plus_val_and_tests_once(tmp_path: Path, mnist: None,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s"
+    rc, stdout, err = run_main(capsys, *TINY, "--epochs", "2", "--trials", "2", "--sampler", "random",
+                               "--pruner", "none", "--out", str(out), "--final")
+    assert rc == 0, err
+    final = json.loads((out / "final" / "final.json").read_text())
+    best = json.loads((out / "best.json").read_text())
+    assert final["trial"] == best["trial"] and "test_acc" not in best
+    assert 0.0 <= final["test_acc"] <= 1.0 and final["n_test"] > 0
+    # The validation images went back into training: 300 + 20% of the training set.
+    assert final["n_train"] > 300 and "--val-split 0" in final["command"]
+    assert stdout.strip().splitlines()[-1].startswith(f"final mlp-mnist: trial {best['trial']} on train+val")
+    # The final run evaluated no test accuracy per epoch, only the one at the end.
+    assert all(r["test_acc"] == "" for r in read_csv(out / "final" / "metrics.csv"))
+
+
+# --- no trial lost --------------------------------------------------------------------------------
+
+def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(tmp_path: Path, mnist: None) -> None:
+    out = tmp_path / "s"
+    proc = start(*TINY, "--limit-train", "600", "--epochs", "40", "--trials", "3", "--workers", "2",
+                 "--sampler", "random", "--pruner", "none", "--out", str(out))
+    try:
+        def running_with_epochs() -> Any:
+            if not (out / "study.journal").exists():
+                return None
+            for t in load_study(out).trials:
+                if t.state.name == "RUNNING" and t.user_attrs.get("epochs", 0) >= 2:
+                    return t
+            return None
+
+        victim = wait_for(running_with_epochs, 120, "a trial with 2 epochs done")
+        os.kill(victim.user_attrs["pid"], signal.SIGKILL)
+        killed_at = time.time()
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "died (SIGKILL)" in stderr
+    trials = load_study(out).trials
+    dead = trials[victim.number]
+    assert dead.state.name == "FAIL"
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE", [(t.number, t.state) for t in trials]
+    assert retry[0].params == victim.params
+    assert (retry[0].datetime_start.timestamp() - killed_at) < 30
+    # It continued from the dead trial's checkpoint: its curve starts with the epochs done before.
+    assert retry[0].user_attrs["curve"]["val"][:2] == dead.user_attrs["curve"]["val"][:2]
+    rows = {r["number"]: r for r in read_csv(out / "trials.csv")}
+    assert rows[str(victim.number)]["state"] == "died" and rows[str(retry[0].number)]["retry_of"] == \
+        str(victim.number)
+
+
+def test_sigterm_marks_the_trial_interrupted_and_a_rerun_resumes_it(tmp_path: Path, mnist: None) -> None:
+    out = tmp_path / "s"
+    args = [*TINY, "--limit-train", "600", "--epochs", "60", "--trials", "1", "--pruner", "none", "--out", str(out)]
+    proc = start(*args)
+    try:
+        wait_for(lambda: (out / "study.journal").exists() and any(
+            t.user_attrs.get("epochs", 0) >= 2 for t in load_study(out).trials), 120, "2 epochs")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "run the same command again" in stderr
+    (t,) = load_study(out).trials
+    assert t.state.name == "FAIL" and t.user_attrs["status"] == "interrupted"
+    assert read_csv(out / "trials.csv")[0]["state"] == "interrupted"
+    done_before = t.user_attrs["epochs"]
+    again = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env(),
+                           cwd=ROOT, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "1 re-queued" in again.stderr
+    trials = load_study(out).trials
+    assert [x.state.name for x in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].user_attrs["retry_of"] == 0 and trials[1].user_attrs["epochs"] == 60
+    assert trials[1].user_attrs["curve"]["val"][:done_before] == t.user_attrs["curve"]["val"][:done_before]
+
+
+# --- bad input: one line, exit 2, nothing started -------------------------------------------------
+
+def _space(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "space.toml"
+    p.write_text(text)
+    return str(p)
+
+
+@pytest.mark.parametrize(("text", "expect"), [
+    ('[learning-rate]\nkind = "log-uniform"\nlow = 1e-4\nhigh = 1e-1\n', "--learning-rate is not an xpnet train flag"),
+    ('[lr]\nkind = "normal"\nlow = 1e-4\nhigh = 1e-1\n', "kind 'normal' is not one of"),
+    ('[lr]\nkind = "log-uniform"\nlow = 0\nhigh = 1e-1\n', "needs low > 0"),
+    ('[lr]\nkind = "uniform"\nlow = 0.5\nhigh = 0.1\n', "must be less than high"),
+    ('[optimizer]\nchoices = ["sgd", "lbfgs"]\n', "value 'lbfgs' is rejected by xpnet train"),
+    ('[batchnorm]\nchoices = ["yes"]\n', "--batchnorm is an on/off switch"),
+    ('[out]\nchoices = ["x"]\n', "--out cannot be searched"),
+    ('[lr]\nkind = "log-uniform"\nlow = 1e-4\nhigh = 1e-1\nstep = 2\n', "unknown key 'step'"),
+    ("[lr\n", "not valid TOML"),
+])
+def test_bad_space_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expect: str) -> None:
+    path = _space(tmp_path, text)
+    rc, _, err = run_main(capsys, "--space", path, "--out", str(tmp_path / "o"))
+    assert rc == 2
+    line = one_line(err)
+    assert expect in line and path in line, line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--device", "cpu"], "use --devices"),
+    (["--val-split", "0"], "--val-split"),
+    (["--trials", "0"], "--trials"),
+    (["--timeout", "soon"], "--timeout"),
+    (["--sampler", "grid"], "--sampler"),
+    (["--model", "convnet", "--dropout", "0.3"], "--dropout applies to --model mlp only"),
+    (["--storage", "mysql://h/db"], "unsupported scheme 'mysql'"),
+    (["--study", "a b"], "--study"),
+    (["--space", "missing.toml"], "no such file"),
+])
+def test_bad_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expect: str) -> None:
+    rc, _, err = run_main(capsys, *args, "--out", str(tmp_path / "o"))
+    assert rc == 2
+    assert expect in one_line(err)
+
+
+def test_default_space_with_a_model_flag_it_cannot_take_is_refused_per_flag(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space = _space(tmp_path, '[dropout]\nkind = "uniform"\nlow = 0.0\nhigh = 0.5\n')
+    rc, _, err = run_main(capsys, "--model", "convnet", "--space", space, "--out", str(tmp_path / "o"))
+    assert rc == 2 and "--dropout" in one_line(err) and "mlp only" in err
+
+
+def test_a_numbered_gpu_that_is_not_there_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ok, _, count = backend.cuda_status()
+    rc, _, err = run_main(capsys, "--devices", f"cpu,cuda:{count + 7}", "--out", str(tmp_path / "o"))
+    assert rc == 2
+    line = one_line(err)
+    assert f"--devices cuda:{count + 7}" in line
+    assert (f"has {count} CUDA device" in line) if ok else ("CUDA is unusable" in line)
+
+
+def test_unreachable_database_names_host_and_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    rc, _, err = run_main(capsys, "--storage", f"postgresql://xpnet:secret@127.0.0.1:{port}/db",
+                          "--out", str(tmp_path / "o"))
+    assert rc == 2
+    line = one_line(err)
+    assert f"127.0.0.1:{port}" in line and "secret" not in line
+
+
+def test_a_study_refuses_another_space_or_objective(tmp_path: Path, mnist: None,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s"
+    rc, _, err = run_main(capsys, *TINY, "--epochs", "1", "--trials", "1", "--out", str(out), "--pruner", "none")
+    assert rc == 0, err
+    other = _space(tmp_path, '[lr]\nkind = "log-uniform"\nlow = 1e-3\nhigh = 1e-1\n')
+    rc, _, err = run_main(capsys, *TINY, "--epochs", "1", "--trials", "2", "--out", str(out), "--space", other)
+    assert rc == 2
+    line = one_line(err)
+    assert "different search space" in line and "--study NEW_NAME" in line
+    rc, _, err = run_main(capsys, *TINY, "--epochs", "3", "--trials", "2", "--out", str(out))
+    assert rc == 2
+    line = one_line(err)
+    assert "different objective" in line and "epochs" in line
+    # A new study name in the same folder starts over.
+    rc, _, err = run_main(capsys, *TINY, "--epochs", "3", "--trials", "1", "--out", str(out), "--study", "fresh",
+                          "--pruner", "none")
+    assert rc == 0, err
+    assert len(read_csv(out / "trials.csv")) == 1
+
+
+def test_space_file_round_trip_and_defaults(tmp_path: Path) -> None:
+    path = _space(tmp_path, '[lr]\nkind = "log-uniform"\nlow = 1e-4\nhigh = 1e-1\n'
+                            '["--batch_size"]\nkind = "int"\nlow = 32\nhigh = 256\n'
+                            '[hidden]\nchoices = ["100", "256,128"]\n')
+    space = spacemod.load(path)
+    assert list(space) == ["lr", "batch-size", "hidden"]
+    assert space["batch-size"] == spacemod.Param("int", 32, 256)
+    argv = spacemod.to_argv(space, {"lr": 0.1 / 3, "batch-size": 64, "hidden": "100"}, lambda n: False)
+    assert argv == ["--lr", repr(0.1 / 3), "--batch-size", "64", "--hidden", "100"]
+    assert float(argv[1]) == 0.1 / 3  # every digit survives
+    # Flags given on the command line leave the default space.
+    assert "optimizer" not in spacemod.default_space("mlp", ["optimizer"])
+    assert "dropout" not in spacemod.default_space("convnet")
