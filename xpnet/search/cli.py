@@ -16,7 +16,6 @@ import socket
 import sys
 import time
 import warnings
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -299,18 +298,15 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def sampler(s: Search, worker: int) -> Any:
-    """The sampler of one worker: seeded by --seed, the worker, the machine and how far the study is,
-    so workers (and a continued study) never replay each other's draws."""
-    import numpy as np
+def sampler(s: Search) -> Any:
+    """--sampler, with draws that depend on (--seed, trial number) only (see :mod:`xpnet.search.sampler`)."""
     import optuna
 
-    ss = np.random.SeedSequence([s.args.seed, worker, len(s.study.get_trials(deepcopy=False)),
-                                 zlib.crc32(socket.gethostname().encode())])
-    seed = int(ss.generate_state(1)[0])
+    from xpnet.search.sampler import PerTrialSeed
+
     if s.args.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+        return PerTrialSeed(lambda seed: optuna.samplers.RandomSampler(seed=seed), s.args.seed)
+    return PerTrialSeed(lambda seed: optuna.samplers.TPESampler(seed=seed), s.args.seed)
 
 
 def pruner(s: Search) -> Any:
@@ -327,7 +323,7 @@ def worker_study(s: Search, worker: int) -> Any:
     """The study as one worker sees it (its own sampler and the pruner)."""
     import optuna
 
-    return optuna.load_study(study_name=s.study_name, storage=s.storage, sampler=sampler(s, worker),
+    return optuna.load_study(study_name=s.study_name, storage=s.storage, sampler=sampler(s),
                              pruner=pruner(s))
 
 
