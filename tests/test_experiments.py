@@ -167,38 +167,40 @@ def test_hyperparameter_search_resumes_without_recomputing(tmp_path: Path) -> No
     out = tmp_path / "hps"
     first = run_script("hyperparameter_search", out, "--quick", "--device", "cpu", "--trials", "3", "--workers", "2")
     assert first.returncode == 0, first.stderr
-    lines_before = (out / "trials.jsonl").read_text().splitlines()
-    assert len(lines_before) == 3
-    # Simulate a run killed while writing: a torn last line must be dropped, not break the resume.
-    with open(out / "trials.jsonl", "a") as f:
-        f.write('{"id": "s0-t00')
+    before = (out / "trials.csv").read_text().splitlines()
+    assert len(before) == 1 + 3 and {line.split(",")[1] for line in before[1:]} == {"completed"}
+    assert {line.split(",")[-3] for line in before[1:]} <= {"w0@" + os.uname().nodename, "w1@" + os.uname().nodename}
     again = run_script("hyperparameter_search", out, "--quick", "--device", "cpu", "--trials", "5", "--resume")
     assert again.returncode == 0, again.stderr
-    lines = (out / "trials.jsonl").read_text().splitlines()
-    assert len(lines) == 5
-    assert sorted(lines[:3]) == sorted(lines_before), "earlier trials were rewritten"
-    ids = [json.loads(line)["id"] for line in lines]
-    assert sorted(ids) == [f"s0-t{i:04d}" for i in range(5)]
+    lines = (out / "trials.csv").read_text().splitlines()
+    assert len(lines) == 1 + 5
+    # The first three trials are untouched (same params, same accuracy, same seconds).
+    assert lines[:4] == before
     assert "2 trials to run (3 done)" in again.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["trials_run_now"] == 2 and results["trials_total"] == 5
+    assert sorted(results["trial_ids"]) == [0, 1, 2, 3, 4]
     vals = [b["val_acc"] for b in results["best"]]
     assert vals == sorted(vals, reverse=True)
-    # Without --resume an existing search is not silently overwritten.
-    refused = run_script("hyperparameter_search", out, "--quick", "--device", "cpu", "--trials", "5")
+    # Without --resume an existing search is not silently extended.
+    refused = run_script("hyperparameter_search", out, "--quick", "--device", "cpu", "--trials", "6")
     assert refused.returncode == 1 and "--resume" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_run_trial_is_pure(tmp_path: Path) -> None:
-    """The same config gives the same record, in this process or a worker's (what makes --resume sound)."""
-    out = tmp_path / "hps"
-    proc = run_script("hyperparameter_search", out, "--quick", "--device", "cpu", "--trials", "1", "--epochs", "3")
-    assert proc.returncode == 0, proc.stderr
-    recorded = json.loads((out / "trials.jsonl").read_text().splitlines()[0])
-    hps = load_module("hyperparameter_search")
-    config = hps.trial_config(0, 0, 3, True, None, "cpu")
-    assert hps.run_trial(config) == recorded
-    assert hps.trial_config(7, 0, 3, True, None, "cpu")["lr"] == hps.trial_config(7, 0, 50, True, None, "cpu")["lr"]
+def test_the_same_seed_draws_and_trains_the_same_trials(tmp_path: Path) -> None:
+    """A trial depends only on (--seed, its number): in this process or a worker's, now or on resume."""
+    runs = []
+    for name, extra in (("a", ["--workers", "2"]), ("b", [])):
+        proc = run_script("hyperparameter_search", tmp_path / name, "--quick", "--device", "cpu", "--trials", "2",
+                          "--epochs", "3", *extra)
+        assert proc.returncode == 0, proc.stderr
+        rows = [line.split(",")[:5] for line in (tmp_path / name / "trials.csv").read_text().splitlines()]
+        runs.append(rows)  # number, state, val_acc, lr, weight-decay
+    assert runs[0] == runs[1]
+    other = run_script("hyperparameter_search", tmp_path / "c", "--quick", "--device", "cpu", "--trials", "2",
+                       "--epochs", "3", "--seed", "1")
+    assert other.returncode == 0, other.stderr
+    assert (tmp_path / "c" / "trials.csv").read_text().splitlines()[1].split(",")[3] != runs[0][1][3]
 
 
 # -- command-line behaviour --------------------------------------------------------------------------------

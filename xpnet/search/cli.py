@@ -169,8 +169,12 @@ class Search:
     study: Any
 
 
-def prepare(args: argparse.Namespace, rest: Sequence[str]) -> Search:
-    """Check every flag, the space, the devices and the storage; open (or create) the study."""
+def prepare(args: argparse.Namespace, rest: Sequence[str], space: spacemod.Space | None = None) -> Search:
+    """Check every flag, the space, the devices and the storage; open (or create) the study.
+
+    ``space`` replaces --space and the default space (for programs that search a fixed space, such as
+    the book's experiment).
+    """
     s = Search()
     s.args, s.flags = args, TrainFlags()
     for a in rest:
@@ -183,7 +187,9 @@ def prepare(args: argparse.Namespace, rest: Sequence[str]) -> Search:
     except (FlagError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
     given = s.flags.given(rest)
-    if args.space:
+    if space is not None:
+        s.space, source = dict(space), "the search space"
+    elif args.space:
         try:
             s.space = spacemod.load(args.space)
         except spacemod.SpaceError as exc:
@@ -342,15 +348,44 @@ def run_in_process(s: Search, worker: int, dataset: Any = None, reap_local: bool
                                 reap_local=reap_local)
 
 
+def has_heartbeat(s: Search) -> bool:
+    """Relational storages beat; the journal file does not (the supervisor watches its processes instead)."""
+    from optuna.storages.journal import JournalStorage
+
+    return not isinstance(s.storage, JournalStorage)
+
+
+def recover(s: Search) -> list[int]:
+    """Before starting: queue again the trials an earlier run left interrupted, or running in a dead process."""
+    requeued = workermod.requeue_unfinished(s.study)
+    if not has_heartbeat(s):
+        requeued += workermod.reap_dead(s.study)
+    return requeued
+
+
+def workers_counts(s: Search) -> dict[str, int]:
+    """The study's trials by how they ended (``done``: what --trials counts)."""
+    return workermod.counts(s.study)
+
+
+def run_workers(s: Search, worker_command: Any, dataset: Any = None) -> int:
+    """--workers 1: trials in this process; K: K processes ``worker_command(i)`` under a supervisor.
+
+    ``worker_command(i)`` is the command line of worker ``i``: a program that calls
+    :func:`prepare` and :func:`run_in_process` with ``worker=i`` and ``reap_local=False``.
+    """
+    if s.args.workers == 1:
+        return run_in_process(s, 0, dataset)
+    return workermod.supervise([worker_command(i) for i in range(s.args.workers)], s.study,
+                               reap_local=not has_heartbeat(s))
+
+
 def _main(args: argparse.Namespace, rest: Sequence[str], argv: Sequence[str]) -> int:
     s = prepare(args, rest)
     if args.worker_index is not None:  # a worker process started by the supervisor below
         return run_in_process(s, args.worker_index, reap_local=False)
     s.out.mkdir(parents=True, exist_ok=True)
-    heartbeat = not isinstance(s.storage, _journal_type())
-    requeued = workermod.requeue_unfinished(s.study)
-    if not heartbeat:
-        requeued += workermod.reap_dead(s.study)
+    requeued = recover(s)
     n = workermod.counts(s.study)
     if not args.quiet:
         _say(f"study {s.study_name} in {storagemod.describe(s.storage_url, s.out)}: {n['done']} of {args.trials} "
@@ -358,12 +393,7 @@ def _main(args: argparse.Namespace, rest: Sequence[str], argv: Sequence[str]) ->
              f"{', '.join(f'{k} {p.describe()}' for k, p in s.space.items()) or 'nothing'} with "
              f"{args.sampler}/{args.pruner}, {args.workers} worker(s) on {','.join(s.devices)} | out: {s.out}")
     t0 = time.perf_counter()
-    if args.workers == 1:
-        code = run_in_process(s, 0)
-    else:
-        cmd = [sys.executable, "-m", "xpnet.search", *argv]
-        code = workermod.supervise([[*cmd, "--worker-index", str(i)] for i in range(args.workers)], s.study,
-                                   reap_local=not heartbeat)
+    code = run_workers(s, lambda i: [sys.executable, "-m", "xpnet.search", *argv, "--worker-index", str(i)])
     elapsed = time.perf_counter() - t0
     from xpnet.search import results
 
@@ -396,8 +426,3 @@ def _final(s: Search, best: Any) -> int:
           f"{rec['seconds']:.0f}s  {out / 'final.json'}", flush=True)
     return EXIT_OK
 
-
-def _journal_type() -> type:
-    from optuna.storages.journal import JournalStorage
-
-    return JournalStorage
