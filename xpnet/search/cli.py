@@ -33,8 +33,7 @@ SAMPLERS = ("random", "tpe")
 PRUNERS = ("none", "median", "hyperband")
 #: Train flags that belong to a single run, not to a search.
 _NOT_IN_SEARCH = {"--device": "use --devices (one per worker)",
-                  "--resume": "a search continues when the same command is run again",
-                  "--out": "", "--quiet": ""}
+                  "--resume": "a search continues when the same command is run again"}
 
 
 class UsageError(Exception):
@@ -179,7 +178,7 @@ def prepare(args: argparse.Namespace, rest: Sequence[str], space: spacemod.Space
     s.args, s.flags = args, TrainFlags()
     for a in rest:
         name = a.split("=", 1)[0]
-        if name in _NOT_IN_SEARCH and _NOT_IN_SEARCH[name]:
+        if name in _NOT_IN_SEARCH:
             raise UsageError(f"{name} is not a search flag: {_NOT_IN_SEARCH[name]}")
     s.base_argv = [*rest, "--val-split", repr(args.val_split), "--seed", str(args.seed)]
     try:
@@ -343,9 +342,9 @@ def run_in_process(s: Search, worker: int, dataset: Any = None, reap_local: bool
     if backend.device(device).is_host:
         backend.keep_freed_host_memory()
     deadline = None if s.args.timeout is None else time.time() + s.args.timeout
-    workermod.sigterm_as_sigint()
-    return workermod.run_worker(worker_study(s, worker), Objective(setup, dataset), s.args.trials, deadline,
-                                reap_local=reap_local)
+    with workermod.sigterm_as_sigint():
+        return workermod.run_worker(worker_study(s, worker), Objective(setup, dataset), s.args.trials, deadline,
+                                    reap_local=reap_local)
 
 
 def has_heartbeat(s: Search) -> bool:

@@ -15,13 +15,12 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from xpnet import backend
 from xpnet.search import space as spacemod
-from xpnet.search.trainflags import TrainFlags, command
+from xpnet.search.trainflags import TrainFlags
 from xpnet.train import checkpoint as ckpt
 from xpnet.train.config import RunConfig, build_data, build_net, build_optimizer, load_data
 from xpnet.train.trainer import Callback, Record, Trainer
@@ -175,8 +174,3 @@ class Objective:
                           for k, v in trial.params.items())
         print(f"xpnet-search: trial {trial.number} [{self.setup.worker} {self.device.name}] {status}: "
               f"val {best:.4f} after {epochs} epochs, {seconds:.1f}s  {params}", file=sys.stderr, flush=True)
-
-
-def reproduce_command(argv: Sequence[str]) -> str:
-    """The `xpnet train` command line of a trial."""
-    return command(argv)

@@ -16,9 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +149,12 @@ def run_worker(study: Any, objective: Objective, trials: int, deadline: float | 
 
 # --- the local supervisor --------------------------------------------------------------------------
 
-def sigterm_as_sigint() -> None:
-    """SIGTERM does what Ctrl-C does: the trainer finishes its step and the trial is marked interrupted."""
-    if os.name == "nt":
+@contextlib.contextmanager
+def sigterm_as_sigint() -> Iterator[None]:
+    """SIGTERM does what Ctrl-C does while trials run: the trainer finishes its step and the trial is
+    marked interrupted. The previous handler is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
         return
 
     def handler(signum: int, frame: Any) -> None:
@@ -160,7 +164,11 @@ def sigterm_as_sigint() -> None:
         else:
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def supervise(commands: Sequence[Sequence[str]], study: Any, reap_local: bool, restarts: int = MAX_RETRY) -> int:
