@@ -344,3 +344,21 @@ def test_space_file_round_trip_and_defaults(tmp_path: Path) -> None:
     # Flags given on the command line leave the default space.
     assert "optimizer" not in spacemod.default_space("mlp", ["optimizer"])
     assert "dropout" not in spacemod.default_space("convnet")
+
+
+def test_timeout_starts_no_trial_after_it(tmp_path: Path, mnist: None, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s"
+    t0 = time.perf_counter()
+    rc, _, err = run_main(capsys, *TINY, "--epochs", "1", "--trials", "1000", "--timeout", "1s", "--pruner", "none",
+                          "--out", str(out))
+    assert rc == 0, err
+    rows = read_csv(out / "trials.csv")
+    assert 1 <= len(rows) < 1000 and all(r["state"] == "completed" for r in rows)
+    # Trials started within the second; the last one may finish after it.
+    assert time.perf_counter() - t0 < 1 + 30
+
+
+def test_module_entry_and_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "xpnet", "search", "--help"], capture_output=True, text=True,
+                          env=env(), cwd=ROOT, timeout=60)
+    assert proc.returncode == 0 and "--trials" in proc.stdout and "--storage" in proc.stdout
