@@ -340,7 +340,9 @@ def run_in_process(s: Search, worker: int, dataset: Any = None, reap_local: bool
     setup = TrialSetup(base_argv=s.base_argv, space=s.space, out=s.out, device=device,
                        worker=f"w{worker}@{socket.gethostname()}", quiet=s.args.quiet)
     if backend.device(device).is_host:
-        backend.keep_freed_host_memory()
+        from xpnet.accel import tuning
+
+        tuning.keep_freed_host_memory()  # as xpnet train does: an application's choice
     deadline = None if s.args.timeout is None else time.time() + s.args.timeout
     with workermod.sigterm_as_sigint():
         return workermod.run_worker(worker_study(s, worker), Objective(setup, dataset), s.args.trials, deadline,
