@@ -333,7 +333,11 @@ def worker_study(s: Search, worker: int) -> Any:
 
 
 def run_in_process(s: Search, worker: int, dataset: Any = None, reap_local: bool = True) -> int:
-    """Run one worker here: trials until the study has --trials finished ones (or --timeout)."""
+    """Run one worker here: trials until the study has --trials finished ones (or --timeout).
+
+    ``reap_local``: also fail the running trials of dead processes on this machine (for the journal
+    file, which has no heartbeats; with a database the heartbeats do it, on any machine).
+    """
     from xpnet.search.trial import Objective, TrialSetup
 
     device = s.devices[worker % len(s.devices)]
@@ -376,7 +380,7 @@ def run_workers(s: Search, worker_command: Any, dataset: Any = None) -> int:
     :func:`prepare` and :func:`run_in_process` with ``worker=i`` and ``reap_local=False``.
     """
     if s.args.workers == 1:
-        return run_in_process(s, 0, dataset)
+        return run_in_process(s, 0, dataset, reap_local=not has_heartbeat(s))
     return workermod.supervise([worker_command(i) for i in range(s.args.workers)], s.study,
                                reap_local=not has_heartbeat(s))
 

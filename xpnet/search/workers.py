@@ -59,13 +59,18 @@ def counts(study: Any) -> dict[str, int]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a killed child its parent has not reaped yet, a zombie, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _retried(trials: Sequence[Any], t: Any) -> int:
@@ -130,10 +135,9 @@ def run_worker(study: Any, objective: Objective, trials: int, deadline: float | 
         while True:
             if deadline is not None and time.time() >= deadline:
                 return EXIT_OK
+            _fail_stale(study)  # heartbeat storages: fail (and so re-queue) trials whose worker went silent
             if reap_local:
                 reap_dead(study)
-            else:
-                _fail_stale(study)
             n = counts(study)
             if n["done"] >= trials:
                 return EXIT_OK
