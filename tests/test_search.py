@@ -117,7 +117,7 @@ def test_search_writes_results_and_the_best_command_reproduces_it(tmp_path: Path
     for r in read_csv(out / "trials" / f"{best['trial']:04d}" / "metrics.csv"):
         assert r["test_acc"] == "" and r["val_acc"] != ""
     # best.json's command is an `xpnet train` command line that gives the same validation accuracy.
-    assert best["command"].startswith("xpnet-train ") and "--val-split 0.2" in best["command"]
+    assert best["command"].startswith("xpnet train ") and "--val-split 0.2" in best["command"]
     rc = train_cli.main([*best["argv"], "--device", "cpu", "--out", str(tmp_path / "again"), "--quiet"])
     assert rc == 0
     capsys.readouterr()
@@ -362,3 +362,6 @@ def test_module_entry_and_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "xpnet", "search", "--help"], capture_output=True, text=True,
                           env=env(), cwd=ROOT, timeout=60)
     assert proc.returncode == 0 and "--trials" in proc.stdout and "--storage" in proc.stdout
+    listed = subprocess.run([sys.executable, "-m", "xpnet", "--help"], capture_output=True, text=True, env=env(),
+                            cwd=ROOT, timeout=60)
+    assert any(line.split()[:1] == ["search"] for line in listed.stdout.splitlines()), listed.stdout

@@ -17,7 +17,7 @@ from typing import Any
 from xpnet.train.config import ConfigError, RunConfig
 
 #: The command a person runs to reproduce a trial.
-TRAIN_COMMAND = "xpnet-train"
+TRAIN_COMMAND = "xpnet train"
 
 
 class FlagError(ValueError):
