@@ -123,19 +123,21 @@ class Objective:
         from xpnet.train.checkpoint import Checkpoint
         from xpnet.train.metrics import MetricsCSV
 
-        net = build_net(cfg, self.device)
-        data = build_data(cfg, self.device, tuple(net.input_shape), dataset=self.dataset(cfg), with_test=False)
-        trainer = Trainer(net, build_optimizer(cfg), data.train, epochs=cfg.epochs, evals=data.evals,
-                          config={"run": cfg.to_dict(), "data": data.info})
+        def fresh() -> Trainer:
+            net = build_net(cfg, self.device)
+            data = build_data(cfg, self.device, tuple(net.input_shape), dataset=self.dataset(cfg), with_test=False)
+            return Trainer(net, build_optimizer(cfg), data.train, epochs=cfg.epochs, evals=data.evals,
+                           config={"run": cfg.to_dict(), "data": data.info})
+
+        trainer = fresh()
         path = folder / ckpt.FILENAME
         resumed = 0
         if retry_of is not None and path.is_file():
             try:
                 trainer.load_state_dict(ckpt.load(path))
                 resumed = trainer.epoch
-            except (ckpt.CheckpointError, ValueError, KeyError, TypeError):
-                trainer = Trainer(net, build_optimizer(cfg), data.train, epochs=cfg.epochs, evals=data.evals,
-                                  config={"run": cfg.to_dict(), "data": data.info})
+            except (ckpt.CheckpointError, ValueError, KeyError, TypeError):  # unusable: start the trial over
+                trainer = fresh()
         report = _Report(trial, first_new_epoch=resumed + 1)
         callbacks: list[Any] = [report, Checkpoint(path), MetricsCSV(folder / "metrics.csv")]
         if cfg.patience is not None:
