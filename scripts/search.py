@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Search hyper-parameters: ``python scripts/search.py --help``. The same as the ``xpnet-search`` command."""
+"""Search hyper-parameters: ``python scripts/search.py --help``. The same as ``xpnet search``."""
 
 import sys
 from pathlib import Path

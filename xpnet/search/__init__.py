@@ -1,6 +1,6 @@
 """Hyper-parameter search on Optuna: any `xpnet train` run, judged on validation accuracy.
 
-``xpnet search`` (``xpnet-search``, ``scripts/search.py``) is :func:`main`. The pieces:
+``xpnet search`` (also ``scripts/search.py``) is :func:`main`. The pieces:
 :mod:`~xpnet.search.space` (what is drawn), :mod:`~xpnet.search.trial` (one trial on
 the Trainer), :mod:`~xpnet.search.storage` (journal file, SQLite, PostgreSQL),
 :mod:`~xpnet.search.workers` (trial loop, local processes, retries),

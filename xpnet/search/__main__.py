@@ -1,4 +1,4 @@
-"""``python -m xpnet.search ARGS`` = ``xpnet-search ARGS`` (also how --workers starts its processes)."""
+"""``python -m xpnet.search ARGS`` = ``xpnet search ARGS`` (also how --workers starts its processes)."""
 
 import sys
 

@@ -27,7 +27,7 @@ from xpnet.search import workers as workermod
 from xpnet.search.trainflags import FlagError, TrainFlags
 from xpnet.train.config import ConfigError, RunConfig
 
-PROG = "xpnet-search"
+PROG = "xpnet search"
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SAMPLERS = ("random", "tpe")
 PRUNERS = ("none", "median", "hyperband")
@@ -137,7 +137,7 @@ def _one_line_warnings(quiet: bool) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``xpnet search`` / ``xpnet-search`` / ``scripts/search.py``; returns the exit status."""
+    """Entry point of ``xpnet search`` / ``scripts/search.py``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)

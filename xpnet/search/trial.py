@@ -174,5 +174,5 @@ class Objective:
             return
         params = " ".join(f"{k}={spacemod.format_value(v) if not isinstance(v, float) else f'{v:.3g}'}"
                           for k, v in trial.params.items())
-        print(f"xpnet-search: trial {trial.number} [{self.setup.worker} {self.device.name}] {status}: "
+        print(f"xpnet search: trial {trial.number} [{self.setup.worker} {self.device.name}] {status}: "
               f"val {best:.4f} after {epochs} epochs, {seconds:.1f}s  {params}", file=sys.stderr, flush=True)

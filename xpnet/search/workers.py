@@ -209,7 +209,7 @@ def supervise(commands: Sequence[Sequence[str]], study: Any, reap_local: bool, r
                     codes[i] = p.returncode
                     if p.returncode < 0 and not stopping:
                         again = started[i] <= restarts
-                        print(f"xpnet-search: worker {i} died ({signal.Signals(-p.returncode).name}); its trial "
+                        print(f"xpnet search: worker {i} died ({signal.Signals(-p.returncode).name}); its trial "
                               f"is retried{'; starting a new worker' if again else ''}", file=sys.stderr,
                               flush=True)
                         if again:
