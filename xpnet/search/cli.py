@@ -265,7 +265,7 @@ def objective_signature(s: Search) -> dict[str, Any]:
 def _open_study(s: Search) -> Any:
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the search says what happened, one line each
     space_sig = spacemod.signature(s.space)
     objective = json.dumps(objective_signature(s), sort_keys=True)
     try:

@@ -10,6 +10,7 @@ The test set is never loaded: the loaders are built without it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -98,7 +99,7 @@ class Objective:
         for key, value in (("dir", folder), ("trial", retry_of if retry_of is not None else trial.number),
                            ("retry_of", retry_of), ("status", "running"), ("device", self.device.name),
                            ("worker", s.worker), ("host", self.host), ("pid", os.getpid()),
-                           ("argv", argv)):
+                           ("pid_of_trial", trial.number), ("argv", argv)):
             trial.set_user_attr(key, value)
         import optuna
 
@@ -112,8 +113,11 @@ class Objective:
             raise
         except Exception as exc:
             self.last_status = "error"
-            trial.set_user_attr("status", "error")
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}".splitlines()[0])
+            why = (f"{type(exc).__name__}: {exc}".strip().splitlines() or ["error"])[0]
+            print(f"xpnet search: trial {trial.number} failed: {why}", file=sys.stderr, flush=True)
+            with contextlib.suppress(Exception):  # the trial may already be closed (failed by another worker)
+                trial.set_user_attr("status", "error")
+                trial.set_user_attr("error", why)
             raise
         return value
 

@@ -94,7 +94,9 @@ def reap_dead(study: Any, skip_pids: Sequence[int] = ()) -> list[int]:
     ts, host, failed = _states(), socket.gethostname(), []
     for t in study.get_trials(deepcopy=False, states=(ts.RUNNING,)):
         pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") != host or not isinstance(pid, int) or pid in skip_pids or _alive(pid):
+        # A retry starts with a copy of the dead trial's attributes: its pid counts only once set for it.
+        if t.user_attrs.get("pid_of_trial") != t.number or t.user_attrs.get("host") != host \
+                or not isinstance(pid, int) or pid in skip_pids or _alive(pid):
             continue
         try:
             study.tell(t.number, state=ts.FAIL, skip_if_finished=True)
