@@ -2,7 +2,7 @@
 
 Every flag the search does not know is an `xpnet train` flag and goes to every
 trial unchanged. Exit codes: 0 done, 2 bad input (one line, nothing started),
-130 interrupted (re-run the same command to continue), 1 anything else.
+130 interrupted by Ctrl-C, 143 by SIGTERM (re-run the same command to continue), 1 anything else.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from xpnet.search import space as spacemod
 from xpnet.search import storage as storagemod
 from xpnet.search import workers as workermod
 from xpnet.search.trainflags import FlagError, TrainFlags
+from xpnet.train import signals
 from xpnet.train.config import ConfigError, RunConfig
 
 PROG = "xpnet search"
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Search hyper-parameters of `xpnet train` with Optuna, judged on validation "
                             "accuracy (the test set is never loaded). Every other flag is an xpnet train "
                             "flag (--model, --dataset, --epochs, --limit-train, ...) given to every trial.",
-                epilog="exit status: 0 done, 2 bad input, 130 interrupted (run the same command again to "
+                epilog="exit status: 0 done, 2 bad input, 130 or 143 interrupted by Ctrl-C or SIGTERM (run it again to "
                        "continue the study)")
     g = p.add_argument_group("what to search")
     g.add_argument("--space", metavar="FILE.toml", help="train flags and their distributions (default: a "
@@ -147,9 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _say(f"error: {exc}")
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _say("interrupted")
-        return EXIT_INTERRUPTED
+        return signals.exit_status(signals.signum_of(exc))
 
 
 class Search:

@@ -78,7 +78,7 @@ def run_final(best: Any, out: Path, device: str) -> dict[str, Any]:
                               "train_acc": result.last.get("train_acc") if result.last else None,
                               "test_acc": None, "n_test": data.info["n_test"], "seconds": round(seconds, 3),
                               "device": dev.name, "argv": argv_final, "command": command(argv_final)}
-    if result.status in ("completed", "early_stopped", "stopped"):
+    if result.status in ("completed", "early-stopped"):
         record["test_acc"] = trainer.evaluate(test_loader)
     write_json(out / "final.json", record)
     return record

@@ -21,7 +21,7 @@ SHOWN = 20  # the book's fig. 6-24 shows the best 20 trials
 
 
 def status_of(t: Any) -> str:
-    """How a trial ended, in words: completed, early_stopped, pruned, diverged, interrupted, died, error,
+    """How a trial ended, in words: completed, early-stopped, pruned, diverged, interrupted, died, error,
     running or waiting."""
     state = t.state.name.lower()
     status = t.user_attrs.get("status")
@@ -119,7 +119,7 @@ def plot_history(path: Path, trials: Sequence[Any], title: str) -> None:
     """Each trial's best validation accuracy by trial number, and the best so far."""
     fig = _figure(7, 4)
     ax = fig.add_subplot()
-    colors = {"completed": "#0077bb", "early_stopped": "#0077bb", "pruned": "#bbbbbb", "diverged": "#cc3311"}
+    colors = {"completed": "#0077bb", "early-stopped": "#0077bb", "pruned": "#bbbbbb", "diverged": "#cc3311"}
     for status, color in colors.items():
         pts = [(t.number, _value(t)) for t in trials if status_of(t) == status and _value(t) is not None]
         if pts:

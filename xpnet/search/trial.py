@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import socket
 import sys
 import time
@@ -27,12 +28,17 @@ from xpnet.train.config import RunConfig, build_data, build_net, build_optimizer
 from xpnet.train.trainer import Callback, Record, Trainer
 
 #: How a trial ended, as stored in its "status" user attribute (Optuna's own state is coarser).
-STATUSES = ("running", "completed", "early_stopped", "pruned", "diverged", "interrupted", "error")
+STATUSES = ("running", "completed", "early-stopped", "pruned", "diverged", "interrupted", "error")
 
 
 class TrialInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a trial: Optuna records it as failed (its status says interrupted)
-    and re-raises it, as it does KeyboardInterrupt, so the worker stops instead of starting another."""
+    and re-raises it, as it does KeyboardInterrupt, so the worker stops instead of starting another.
+    ``signum`` is the signal that stopped it (the exit status is 128 + signum)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class _Report(Callback):
@@ -52,7 +58,7 @@ class _Report(Callback):
         self.trial.report(float(val), trainer.epoch)
         if self.trial.should_prune():
             self.pruned = True
-            trainer.request_stop("stopped", f"pruned by Optuna after epoch {trainer.epoch}")
+            trainer.request_stop("completed", f"pruned by Optuna after epoch {trainer.epoch}")
 
 
 @dataclasses.dataclass
@@ -158,10 +164,9 @@ class Objective:
         trial.set_user_attr("seconds", round(trainer.seconds, 3))  # every epoch, those before a retry too
         trial.set_user_attr("best_epoch", 1 + vals.index(best) if vals else None)
         if result.status == "interrupted":
-            raise TrialInterrupted(f"trial {trial.number} interrupted at epoch {trainer.epoch}")
+            raise TrialInterrupted(f"trial {trial.number} interrupted at epoch {trainer.epoch}",
+                                   signal.Signals[result.signal] if result.signal else signal.SIGINT)
         status = "pruned" if report.pruned else result.status
-        if status == "stopped":
-            status = "completed"
         trial.set_user_attr("status", status)
         self.last_status = status
         if result.status == "diverged":

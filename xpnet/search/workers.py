@@ -25,6 +25,7 @@ from typing import Any
 
 from xpnet.search.storage import MAX_RETRY, retry_callback
 from xpnet.search.trial import Objective, TrialInterrupted
+from xpnet.train import signals
 
 EXIT_OK, EXIT_FAIL, EXIT_INTERRUPTED = 0, 1, 130
 #: How often the supervisor looks for dead workers and stale trials.
@@ -149,8 +150,8 @@ def run_worker(study: Any, objective: Objective, trials: int, deadline: float | 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
-    except (TrialInterrupted, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
+    except (TrialInterrupted, KeyboardInterrupt) as exc:  # 130 for Ctrl-C, 143 for SIGTERM
+        return signals.exit_status(signals.signum_of(exc))
 
 
 # --- the local supervisor --------------------------------------------------------------------------
@@ -164,11 +165,7 @@ def sigterm_as_sigint() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        current = signal.getsignal(signal.SIGINT)
-        if callable(current):
-            current(signal.SIGINT, frame)
-        else:
-            raise KeyboardInterrupt
+        raise signals.Interrupted(signum)  # a KeyboardInterrupt that remembers it was SIGTERM
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -191,11 +188,11 @@ def supervise(commands: Sequence[Sequence[str]], study: Any, reap_local: bool, r
         env.setdefault(var, "1")
     procs = [subprocess.Popen(list(cmd), env=env) for cmd in commands]
     started = [1] * len(procs)
-    stopping = False
+    stopping = 0  # the signal that asked the workers to stop
 
     def forward(signum: int, frame: Any) -> None:
         nonlocal stopping
-        stopping = True
+        stopping = signum
         for p in procs:
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -227,8 +224,11 @@ def supervise(commands: Sequence[Sequence[str]], study: Any, reap_local: bool, r
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    if stopping or any(c == EXIT_INTERRUPTED for c in codes):
-        return EXIT_INTERRUPTED
+    if stopping:
+        return signals.exit_status(stopping)
+    for code in (EXIT_INTERRUPTED, signals.exit_status(signal.SIGTERM)):
+        if code in codes:
+            return code
     if any(c not in (0, None) and c > 0 for c in codes):
         return EXIT_FAIL
     return EXIT_OK
