@@ -64,8 +64,12 @@ def sum_squared_error(y: Array, t: Array) -> Array:
 
 
 def cross_entropy_error(y: Array, t: Array) -> Array:
-    """Mean cross-entropy; ``t`` one-hot or class indices, like the book's."""
-    return F.cross_entropy_error(_arr(y), t if array_api_compat.is_array_api_obj(t) else np.asarray(t))
+    """Mean cross-entropy; ``t`` one-hot or class indices, like the book's: labels with as many
+    elements as ``y`` are one-hot even when they are integers (ch. 4's ``t = np.array([0, 0, 1])``)."""
+    y, t = _arr(y), t if array_api_compat.is_array_api_obj(t) else np.asarray(t)
+    if t.size == y.size and F.is_index_labels(t):
+        t = namespace(t).astype(t, y.dtype)
+    return F.cross_entropy_error(y, t)
 
 
 def softmax_loss(X: Array, t: Array) -> Array:  # noqa: N803 - the book's name

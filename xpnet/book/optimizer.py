@@ -10,10 +10,58 @@ ch. 6 optimizer comparison relies on that).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from xpnet.optim import OPTIMIZERS, SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from xpnet import optim
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "optimizer_class_dict", "np"]
 
-optimizer_class_dict = dict(OPTIMIZERS)
+
+class _BookUpdate:
+    """Lets ``params`` hold plain Python numbers, as in the book's ch. 6 path plots (``params['x'] = -7.0``).
+
+    xpnet updates arrays in place; numbers cannot be changed in place, so they go through 0-d
+    arrays and come back as floats. Arrays take xpnet's path untouched.
+    """
+
+    def update(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
+        numbers = [k for k, v in params.items() if not hasattr(v, "shape")]
+        if not numbers:
+            super().update(params, grads)  # type: ignore[misc]
+            return
+        p = {k: np.asarray(v, dtype=np.float64) if k in numbers else v for k, v in params.items()}
+        g = {k: np.asarray(v, dtype=np.float64) if not hasattr(v, "shape") else v for k, v in grads.items()}
+        super().update(p, g)  # type: ignore[misc]
+        for k in numbers:
+            params[k] = float(p[k])
+
+
+class SGD(_BookUpdate, optim.SGD):
+    kernel = optim.SGD.kernel  # the same formula, so the same fused step
+
+
+class Momentum(_BookUpdate, optim.Momentum):
+    kernel = optim.Momentum.kernel  # the same formula, so the same fused step
+
+
+class Nesterov(_BookUpdate, optim.Nesterov):
+    kernel = optim.Nesterov.kernel  # the same formula, so the same fused step
+
+
+class AdaGrad(_BookUpdate, optim.AdaGrad):
+    kernel = optim.AdaGrad.kernel  # the same formula, so the same fused step
+
+
+class RMSprop(_BookUpdate, optim.RMSprop):
+    kernel = optim.RMSprop.kernel  # the same formula, so the same fused step
+
+
+class Adam(_BookUpdate, optim.Adam):
+    kernel = optim.Adam.kernel  # the same formula, so the same fused step
+
+
+optimizer_class_dict: dict[str, type[optim.Optimizer]] = {
+    "sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad, "rmsprop": RMSprop, "adam": Adam,
+}
