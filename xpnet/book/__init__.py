@@ -13,6 +13,6 @@ switch: ``XPNET_DEVICE=cuda python script.py`` or ``xpnet.book.use("cuda")`` bef
 script loads data or builds nets (default: the CPU, float64 nets as in the book).
 """
 
-from xpnet.book._device import current_device, current_dtype, use
+from xpnet.book._device import current_device, current_dtype, reset, use
 
-__all__ = ["use", "current_device", "current_dtype"]
+__all__ = ["use", "reset", "current_device", "current_dtype"]

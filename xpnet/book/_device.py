@@ -36,6 +36,11 @@ def use(device: str | Device = "cpu", dtype: str | None = None) -> Device:
     return dev
 
 
+def reset() -> None:
+    """Forget :func:`use`: the next array or net reads ``$XPNET_DEVICE`` and ``$XPNET_DTYPE`` again."""
+    _STATE["device"] = _STATE["dtype"] = None
+
+
 def current_device() -> Device:
     """The facade's device: the last :func:`use`, else ``$XPNET_DEVICE`` (resolved once), else the CPU."""
     dev = _STATE["device"]
