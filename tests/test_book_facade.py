@@ -288,3 +288,29 @@ def test_util_and_layers() -> None:
     conv = layers.Convolution(np.ones((1, 1, 3, 3)), np.zeros(1))
     assert conv.forward(np.ones((1, 1, 5, 5))).shape == (1, 1, 3, 3)
     assert layers.np is np and {"Affine", "Relu", "SoftmaxWithLoss", "BatchNormalization"} <= set(layers.__all__)
+
+
+def test_book_optimizers_take_xpnets_own_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    """xpnet chooses its fused step by the optimizer's exact class; the book's classes must reach it."""
+    from xpnet import accel, optim
+    from xpnet.book.multi_layer_net import MultiLayerNet
+    from xpnet.book.optimizer import Adam
+
+    seen: list[type] = []
+    real_step = accel.step
+
+    def spy(opt: Any, *args: Any) -> None:
+        seen.append(type(opt))
+        real_step(opt, *args)
+
+    monkeypatch.setattr(accel, "step", spy)
+    net = MultiLayerNet(6, [5], 3, device="cpu", seed=0)
+    twin = MultiLayerNet(6, [5], 3, device="cpu", seed=0)
+    x, t = np.random.default_rng(0).random((8, 6)), np.arange(8) % 3
+    book_opt, core_opt = Adam(lr=0.01), optim.Adam(lr=0.01)
+    for _ in range(3):
+        book_opt.update(net.params, net.gradient(x, t))
+        core_opt.update(twin.params, twin.gradient(x, t))
+    assert seen and set(seen) == {optim.Adam} and type(book_opt) is Adam
+    for key in net.params:
+        np.testing.assert_array_equal(to_host(net.params[key]), to_host(twin.params[key]))

@@ -164,7 +164,7 @@ def take_rows(x: Any, index: Any) -> Any:
         if idx.dtype == np.bool_:
             idx = np.flatnonzero(idx)
         idx = backend.to_device(idx.astype(np.int64), backend.device_of(x))
-    xp = backend.namespace(x)
+    xp = backend.array_namespace(x)
     if xp.isdtype(idx.dtype, "bool"):
         idx = xp.nonzero(idx)[0]
     return xp.take(x, idx, axis=0)

@@ -12,7 +12,7 @@ import array_api_compat
 import numpy as np
 
 from xpnet import functions as F
-from xpnet.backend import namespace
+from xpnet.backend import array_namespace as namespace
 
 __all__ = ["identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad", "softmax",
            "sum_squared_error", "cross_entropy_error", "softmax_loss", "np"]

@@ -23,43 +23,50 @@ class _BookUpdate:
     """Lets ``params`` hold plain Python numbers, as in the book's ch. 6 path plots (``params['x'] = -7.0``).
 
     xpnet updates arrays in place; numbers cannot be changed in place, so they go through 0-d
-    arrays and come back as floats. Arrays take xpnet's path untouched.
+    arrays and come back as floats. The update itself is xpnet's, run as the xpnet class this one
+    extends: xpnet picks its fused step (a CuPy kernel, NumPy scratch arrays) by the optimizer's
+    exact class, and these classes add no formula of their own.
     """
 
     def update(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
         numbers = [k for k, v in params.items() if not hasattr(v, "shape")]
-        if not numbers:
-            super().update(params, grads)  # type: ignore[misc]
-            return
-        p = {k: np.asarray(v, dtype=np.float64) if k in numbers else v for k, v in params.items()}
-        g = {k: np.asarray(v, dtype=np.float64) if not hasattr(v, "shape") else v for k, v in grads.items()}
-        super().update(p, g)  # type: ignore[misc]
+        if numbers:
+            params_in = {k: np.asarray(v, dtype=np.float64) if k in numbers else v for k, v in params.items()}
+            grads_in = {k: v if hasattr(v, "shape") else np.asarray(v, dtype=np.float64) for k, v in grads.items()}
+        else:
+            params_in, grads_in = params, grads
+        book_class = type(self)
+        self.__class__ = book_class.__mro__[2]  # the xpnet optimizer, which follows this mixin
+        try:
+            self.update(params_in, grads_in)
+        finally:
+            self.__class__ = book_class
         for k in numbers:
-            params[k] = float(p[k])
+            params[k] = float(params_in[k])
 
 
 class SGD(_BookUpdate, optim.SGD):
-    kernel = optim.SGD.kernel  # the same formula, so the same fused step
+    pass
 
 
 class Momentum(_BookUpdate, optim.Momentum):
-    kernel = optim.Momentum.kernel  # the same formula, so the same fused step
+    pass
 
 
 class Nesterov(_BookUpdate, optim.Nesterov):
-    kernel = optim.Nesterov.kernel  # the same formula, so the same fused step
+    pass
 
 
 class AdaGrad(_BookUpdate, optim.AdaGrad):
-    kernel = optim.AdaGrad.kernel  # the same formula, so the same fused step
+    pass
 
 
 class RMSprop(_BookUpdate, optim.RMSprop):
-    kernel = optim.RMSprop.kernel  # the same formula, so the same fused step
+    pass
 
 
 class Adam(_BookUpdate, optim.Adam):
-    kernel = optim.Adam.kernel  # the same formula, so the same fused step
+    pass
 
 
 optimizer_class_dict: dict[str, type[optim.Optimizer]] = {
