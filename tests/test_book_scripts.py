@@ -124,7 +124,7 @@ def test_ch06_weight_init_comparison(book: Device) -> None:
 
 
 def test_ch06_batch_norm_learns_where_the_plain_net_does_not(book: Device) -> None:
-    g = run("ch06_batch_norm_test.py", max_epochs=6, weight_init_std=0.01)
+    g = run("ch06_batch_norm.py", max_epochs=6, weight_init_std=0.01)
     assert floats(g["train_acc_list"] + g["bn_train_acc_list"]) and len(g["bn_train_acc_list"]) == 6
     assert g["train_acc_list"][-1] < 0.2, g["train_acc_list"]
     assert g["bn_train_acc_list"][-1] > 0.4, g["bn_train_acc_list"]
