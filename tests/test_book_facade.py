@@ -96,9 +96,11 @@ def test_xpnet_device_picks_the_facades_device(fresh: None, monkeypatch: pytest.
     assert xpnet.book.current_device().backend == "numpy"
     xpnet.book.reset()
     monkeypatch.setenv("XPNET_DEVICE", "gpu")
-    with pytest.raises(DeviceError, match="XPNET_DEVICE='gpu': unknown device"):
+    with pytest.raises(DeviceError, match="XPNET_DEVICE=gpu: unknown device 'gpu'"):
         xpnet.book.current_device()
     monkeypatch.setenv("XPNET_DTYPE", "float16")
+    with pytest.raises(DeviceError, match=r"xpnet.book.use\('tpu'\): unknown device"):
+        xpnet.book.use("tpu")
     with pytest.raises(ValueError, match="XPNET_DTYPE='float16'"):
         xpnet.book.current_dtype()
     monkeypatch.delenv("XPNET_DEVICE")
@@ -116,6 +118,8 @@ def test_xpnet_device_cuda_without_a_gpu_warns_once_and_uses_the_cpu(fresh: None
         assert xpnet.book.current_device().backend == "numpy"
         assert xpnet.book.current_device().backend == "numpy"  # resolved once: no second warning
     assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    with pytest.warns(CudaFallbackWarning, match=r"xpnet.book.use\('cuda'\): CUDA is unusable"):
+        assert xpnet.book.use("cuda").backend == "numpy"
 
 
 def test_use_moves_what_is_built_afterwards(fresh: None, strict_dev: Device) -> None:

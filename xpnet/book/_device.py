@@ -29,7 +29,7 @@ def use(device: str | Device = "cpu", dtype: str | None = None) -> Device:
 
     ``cuda`` without a usable GPU warns once and uses the CPU, like ``xpnet-train --device cuda``.
     """
-    dev = backend.device(device)  # the usual one-line fallback warning names the reason
+    dev = device if isinstance(device, Device) else _resolve(str(device), f"xpnet.book.use({str(device)!r})")
     if dtype is not None:
         _STATE["dtype"] = _check_dtype(dtype, "dtype")
     _STATE["device"] = dev
@@ -46,16 +46,21 @@ def current_device() -> Device:
     dev = _STATE["device"]
     if dev is None:
         spec = os.environ.get("XPNET_DEVICE", "").strip() or "cpu"
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CudaFallbackWarning)
-            try:
-                dev = backend.device(spec)
-            except DeviceError as exc:
-                raise DeviceError(f"XPNET_DEVICE={spec!r}: {exc}") from None
-        for w in caught:  # say where the request came from: the variable, not a flag
-            text = str(w.message).replace(f"--device {spec}:", f"XPNET_DEVICE={spec}:")
-            warnings.warn(text, w.category, stacklevel=2)
-        _STATE["device"] = dev
+        dev = _STATE["device"] = _resolve(spec, f"XPNET_DEVICE={spec}")
+    return dev
+
+
+def _resolve(spec: str, origin: str) -> Device:
+    """``backend.device(spec)``, its one-line fallback warning and its errors naming ``origin`` (the
+    variable or the call) instead of the command line's ``--device``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CudaFallbackWarning)
+        try:
+            dev = backend.device(spec)
+        except DeviceError as exc:
+            raise DeviceError(f"{origin}: {exc}") from None
+    for w in caught:
+        warnings.warn(str(w.message).replace(f"--device {spec}:", f"{origin}:"), w.category, stacklevel=3)
     return dev
 
 
