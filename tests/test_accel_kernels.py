@@ -71,8 +71,14 @@ def test_every_optimizer_has_its_fused_variants_keyed_by_class() -> None:
         def step(self, p: object, g: object, *, lr: float) -> None:
             p -= 2 * lr * g  # type: ignore[operator]
 
+    assert accel.formula_class(MySGD(0.1)) is MySGD
     assert kernels.optimizer(MySGD, {"lr": 0.1}) is None
     assert MySGD not in host.UPDATES
+
+    class Renamed(optim.Adam):  # no formula of its own (the book's facade): the parent's fast versions run
+        pass
+
+    assert accel.formula_class(Renamed()) is optim.Adam
     p, g = np.ones(3), np.ones(3)
     MySGD(0.25).update({"p": p}, {"p": g})
     np.testing.assert_array_equal(p, 0.5)

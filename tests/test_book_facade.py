@@ -304,7 +304,7 @@ def test_book_optimizers_take_xpnets_own_update(monkeypatch: pytest.MonkeyPatch)
     real_step = accel.step
 
     def spy(opt: Any, *args: Any) -> None:
-        seen.append(type(opt))
+        seen.append(accel.formula_class(opt))
         real_step(opt, *args)
 
     monkeypatch.setattr(accel, "step", spy)

@@ -107,19 +107,25 @@ def kernel(name: str, x: Array) -> Callable[..., Any] | None:
     return kernels.activation(name)
 
 
+def formula_class(opt: Any) -> type:
+    """The class whose ``step`` formula ``opt`` runs: fused versions are keyed by it, so a subclass that
+    only renames or wraps (the book's facade) keeps its parent's kernel, and one with its own ``step`` does not."""
+    return next(c for c in type(opt).__mro__ if "step" in vars(c))
+
+
 def step(opt: Any, p: Array, g: Array, state: list[Array], hyper: dict[str, float]) -> None:
-    """One update of ``p`` and its optimizer state, in place: the fused version for ``type(opt)`` where
+    """One update of ``p`` and its optimizer state, in place: the fused version of ``opt``'s formula where
     there is one (a CuPy kernel; NumPy scratch arrays), else the optimizer's own formula ``opt.step``."""
     lib = native(p)
     fast = None
     if lib is np:
         from xpnet.accel import host
 
-        fast = host.UPDATES.get(type(opt))
+        fast = host.UPDATES.get(formula_class(opt))
     elif lib is not None:
         from xpnet.accel import kernels
 
-        fast = kernels.optimizer(type(opt), hyper)
+        fast = kernels.optimizer(formula_class(opt), hyper)
     if fast is None:
         opt.step(p, g, *state, **hyper)
     else:

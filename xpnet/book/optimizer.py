@@ -23,9 +23,8 @@ class _BookUpdate:
     """Lets ``params`` hold plain Python numbers, as in the book's ch. 6 path plots (``params['x'] = -7.0``).
 
     xpnet updates arrays in place; numbers cannot be changed in place, so they go through 0-d
-    arrays and come back as floats. The update itself is xpnet's, run as the xpnet class this one
-    extends: xpnet picks its fused step (a CuPy kernel, NumPy scratch arrays) by the optimizer's
-    exact class, and these classes add no formula of their own.
+    arrays and come back as floats. The update itself is xpnet's: these classes add no ``step``
+    formula, so xpnet's fused versions of the parent's formula still run (``accel.formula_class``).
     """
 
     def update(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
@@ -35,12 +34,7 @@ class _BookUpdate:
             grads_in = {k: v if hasattr(v, "shape") else np.asarray(v, dtype=np.float64) for k, v in grads.items()}
         else:
             params_in, grads_in = params, grads
-        book_class = type(self)
-        self.__class__ = book_class.__mro__[2]  # the xpnet optimizer, which follows this mixin
-        try:
-            self.update(params_in, grads_in)
-        finally:
-            self.__class__ = book_class
+        super().update(params_in, grads_in)  # type: ignore[misc]
         for k in numbers:
             params[k] = float(params_in[k])
 
