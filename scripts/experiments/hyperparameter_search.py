@@ -29,6 +29,7 @@ import numpy as np
 from xpnet.search import cli as search
 from xpnet.search import results as search_results
 from xpnet.search.space import Param
+from xpnet.train import signals
 
 NAME = "hyperparameter_search"
 N_SAMPLES, VAL_RATIO, BATCH = 500, 0.2, 100  # the book: x_train[:500], 20% of it for validation
@@ -114,8 +115,8 @@ def experiment(ctx: C.Context) -> dict[str, Any]:
     ctx.log(f"{max(0, trials - done)} trials to run ({done} done), {epochs} epochs each, {args.workers} worker(s)")
     worker = [sys.executable, str(Path(__file__).resolve()), *sys_argv(args)]
     code = search.run_workers(s, lambda i: [*worker, "--worker-index", str(i)], dataset=ds)
-    if code == 130:
-        raise KeyboardInterrupt
+    if code in (130, 143):  # the workers stopped on Ctrl-C or SIGTERM: stop the same way (exit 130 / 143)
+        raise signals.Interrupted(code - 128)
     if code != 0:
         raise C.ExperimentError(f"a search worker failed (exit {code})")
 

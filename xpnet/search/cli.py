@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import re
+import signal
 import socket
 import sys
 import time
@@ -405,7 +406,7 @@ def _main(args: argparse.Namespace, rest: Sequence[str], argv: Sequence[str]) ->
 
     line = results.write_all(s.out, s.study, s.space, storagemod.describe(s.storage_url, s.out), elapsed)
     print(line, flush=True)
-    if code == EXIT_INTERRUPTED:
+    if code in (EXIT_INTERRUPTED, signals.exit_status(signal.SIGTERM)):  # Ctrl-C or SIGTERM
         _say("interrupted; run the same command again to continue the study (interrupted trials resume from "
              "their checkpoints)")
         return code
