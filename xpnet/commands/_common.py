@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -131,3 +133,16 @@ def check_dataset(model: Any, requested: str | None, what: str) -> str:
                          f"({kind.get(model.dataset, model.dataset)}); it cannot {what} {name} "
                          f"({kind.get(name, name)})")
     return name
+
+
+def writable_folder(flag: str, out: Path) -> Path:
+    """``out`` if it is, or can be created as, a writable folder; else a UsageError naming ``flag``.
+    Checked before anything is computed, so a bad folder costs no work and writes nothing."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{flag} {out} exists and is not a folder")
+    probe = out
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {out} cannot be created or written ({probe} is not a writable folder)")
+    return out

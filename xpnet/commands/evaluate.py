@@ -9,7 +9,6 @@ own ``results.test_acc``), ``confusion.png`` and ``mistakes.png``. Exit 0 done, 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from xpnet.commands._common import (
     positive_int,
     run,
     say,
+    writable_folder,
 )
 
 PROG = "xpnet eval"
@@ -57,15 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _out_dir(arg: str | None, model: Any) -> Path:
-    out = Path(arg) if arg else model.run_dir / "eval"
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    probe = out
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out} cannot be created or written ({probe} is not a writable folder)")
-    return out
+    return writable_folder("--out", Path(arg) if arg else model.run_dir / "eval")
 
 
 def _data_dir(arg: str | None, model: Any) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from xpnet.commands._common import (
     model_arg,
     run,
     say,
+    writable_folder,
 )
 
 PROG = "xpnet predict"
@@ -65,17 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _show_dir(arg: str | None) -> Path | None:
-    if arg is None:
-        return None
-    out = Path(arg)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--show {out} exists and is not a folder")
-    probe = out
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--show {out} cannot be created or written ({probe} is not a writable folder)")
-    return out
+    return None if arg is None else writable_folder("--show", Path(arg))
 
 
 SHOW_SUFFIX = "_28x28.png"
