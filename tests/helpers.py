@@ -1,8 +1,14 @@
-"""Small shared test helpers (not fixtures): random device arrays and a fixed dropout mask source."""
+"""Small shared test helpers (not fixtures): random device arrays, a fixed dropout mask source, a command's
+main run in-process, and scripts imported as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 import numpy as np
@@ -53,3 +59,23 @@ def no_cuda(reason: str) -> NoReturn:
         pytest.fail(f"{REQUIRE_CUPY}=1 but {reason}", pytrace=False)
     pytest.skip(reason)
 
+
+def call_main(main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str], *args: str
+              ) -> tuple[int, str, str]:
+    """A command's ``main`` in-process: (exit status, stdout, stderr); argparse's SystemExit becomes a status."""
+    try:
+        rc = main(list(args))
+    except SystemExit as exc:
+        rc = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import a script under ``scripts/`` as a module (registered in sys.modules: dataclasses look it up)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

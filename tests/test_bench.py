@@ -5,7 +5,6 @@ No timing is asserted: throughput on a shared machine says nothing about correct
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
+
+from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"
@@ -25,12 +26,7 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("xpnet_bench", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH, "xpnet_bench")
 
 
 def test_tiny_run_writes_valid_json(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ is the same code without paying the start-up for each case.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import call_main
 from xpnet import backend
 from xpnet.cli import main
 from xpnet.train import checkpoint as ckpt
@@ -39,14 +41,7 @@ def run_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[
                           env=env(), timeout=timeout, cwd=ROOT)
 
 
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """main() in-process: (exit status, stdout, stderr); argparse's SystemExit becomes a status."""
-    try:
-        rc = main(list(args))
-    except SystemExit as exc:
-        rc = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return rc, out, err
+run_main = functools.partial(call_main, main)  # (capsys, *args) -> (status, stdout, stderr)
 
 
 def net_arrays(path: Path) -> dict[str, np.ndarray]:

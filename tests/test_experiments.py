@@ -13,7 +13,6 @@ test needs the real MNIST and skips without it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any
 import matplotlib.image as mpimg
 import pytest
 
+from tests.helpers import load_script
 from xpnet import backend
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts" / "experiments"
@@ -77,11 +77,7 @@ def load_module(name: str) -> ModuleType:
     """Import a script as a module (they import ``_common`` from their own folder)."""
     if str(SCRIPTS) not in sys.path:
         sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location(f"exp_{name}", SCRIPTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPTS / f"{name}.py", f"exp_{name}")
 
 
 # -- every experiment: outputs exist, decode, and carry their keys --------------------------------------------

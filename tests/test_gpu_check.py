@@ -11,6 +11,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.helpers import load_script
 from xpnet import backend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,11 +20,7 @@ SCRIPT = ROOT / "scripts" / "gpu_check.py"
 
 @pytest.fixture(scope="module")
 def gpu_check() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("xpnet_gpu_check", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "xpnet_gpu_check")
 
 
 def test_refuses_at_once_with_one_line_and_exit_2_without_cuda(tmp_path: Path) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.helpers import load_script
 from xpnet.cli import build_parser
 from xpnet.train.config import RunConfig
 
@@ -19,12 +18,7 @@ SCRIPT = ROOT / "scripts" / "reproduce.py"
 
 @pytest.fixture(scope="module")
 def reproduce() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("xpnet_reproduce", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "xpnet_reproduce")
 
 
 def test_rows_are_the_issues_and_each_is_a_valid_validation_run(reproduce: ModuleType) -> None:

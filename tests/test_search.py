@@ -10,6 +10,7 @@ test_search_postgres.py.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ import pytest
 
 optuna = pytest.importorskip("optuna", reason="xpnet search needs Optuna (pip install 'xpnet[search]')")
 
+from tests.helpers import call_main  # noqa: E402
 from xpnet import backend  # noqa: E402
 from xpnet import cli as train_cli  # noqa: E402
 from xpnet.search import main  # noqa: E402
@@ -46,13 +48,7 @@ def start(*args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT)
 
 
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        rc = main(list(args))
-    except SystemExit as exc:
-        rc = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return rc, out, err
+run_main = functools.partial(call_main, main)  # (capsys, *args) -> (status, stdout, stderr)
 
 
 def one_line(err: str) -> str:
