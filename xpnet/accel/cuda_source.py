@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 
 from xpnet.accel import kernels
+from xpnet.backend import DTYPES
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def compile_all(archs: list[str], dtypes: list[str]) -> list[tuple[str, str, str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xpnet.accel.cuda_source", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", nargs="+", default=["80", "90"], help="compute capabilities (default: 80 90)")
-    parser.add_argument("--dtype", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    parser.add_argument("--dtype", nargs="+", default=list(DTYPES), choices=DTYPES)
     args = parser.parse_args(argv)
     try:
         rows = compile_all(args.arch, args.dtype)

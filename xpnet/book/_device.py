@@ -17,9 +17,8 @@ import array_api_compat
 import numpy as np
 
 from xpnet import backend
-from xpnet.backend import CudaFallbackWarning, Device, DeviceError
+from xpnet.backend import DTYPES, CudaFallbackWarning, Device, DeviceError
 
-DTYPES = ("float32", "float64")
 _STATE: dict[str, Any] = {"device": None, "dtype": None}
 
 
@@ -87,6 +86,11 @@ def host_seed() -> int:
 
 def is_host(x: Any) -> bool:
     return isinstance(x, np.ndarray | np.generic)
+
+
+def as_array(x: Any, dtype: Any = None) -> Any:
+    """Python numbers and lists (the book's ch. 3–6 examples) as NumPy arrays; arrays as they are."""
+    return x if array_api_compat.is_array_api_obj(x) else np.asarray(x, dtype=dtype)
 
 
 def to_book(x: Any, dev: Device) -> Any:

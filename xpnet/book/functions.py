@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat
-import numpy as np
+import numpy as np  # re-exported, not used: the book's `from common.functions import *` brings np
 
 from xpnet import functions as F
 from xpnet.backend import array_namespace as namespace
+from xpnet.book._device import as_array
 
 __all__ = ["identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad", "softmax",
            "sum_squared_error", "cross_entropy_error", "softmax_loss", "np"]
@@ -21,8 +21,8 @@ Array = Any
 
 
 def _arr(x: Any) -> Array:
-    """Python numbers and lists (the book's ch. 3 examples) as NumPy arrays; arrays as they are."""
-    return x if array_api_compat.is_array_api_obj(x) else np.asarray(x, dtype=np.float64)
+    """Numbers and lists as float64 NumPy arrays, as the book's ch. 3 examples use them."""
+    return as_array(x, dtype="float64")
 
 
 def identity_function(x: Array) -> Array:
@@ -66,7 +66,7 @@ def sum_squared_error(y: Array, t: Array) -> Array:
 def cross_entropy_error(y: Array, t: Array) -> Array:
     """Mean cross-entropy; ``t`` one-hot or class indices, like the book's: labels with as many
     elements as ``y`` are one-hot even when they are integers (ch. 4's ``t = np.array([0, 0, 1])``)."""
-    y, t = _arr(y), t if array_api_compat.is_array_api_obj(t) else np.asarray(t)
+    y, t = _arr(y), as_array(t)
     if t.size == y.size and F.is_index_labels(t):
         t = namespace(t).astype(t, y.dtype)
     return F.cross_entropy_error(y, t)

@@ -8,7 +8,7 @@ training, evaluation is the identity); the book scales by 1 − r at evaluation 
 
 from __future__ import annotations
 
-import numpy as np
+import numpy as np  # re-exported, not used: the book's `from common.layers import *` brings np
 
 from xpnet.book.functions import (
     cross_entropy_error,

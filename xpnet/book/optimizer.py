@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+import numpy as np  # re-exported, not used: the book's ch. 6 scripts get np from `import *`
 
 from xpnet import optim
+from xpnet.book._device import as_array
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "optimizer_class_dict", "np"]
 
@@ -30,8 +31,8 @@ class _BookUpdate:
     def update(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
         numbers = [k for k, v in params.items() if not hasattr(v, "shape")]
         if numbers:
-            params_in = {k: np.asarray(v, dtype=np.float64) if k in numbers else v for k, v in params.items()}
-            grads_in = {k: v if hasattr(v, "shape") else np.asarray(v, dtype=np.float64) for k, v in grads.items()}
+            params_in = {k: as_array(v, dtype="float64") for k, v in params.items()}
+            grads_in = {k: as_array(v, dtype="float64") for k, v in grads.items()}
         else:
             params_in, grads_in = params, grads
         super().update(params_in, grads_in)  # type: ignore[misc]
