@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import xpnet  # noqa: E402
 from xpnet import backend, nets, optim  # noqa: E402
-from xpnet.accel import tuning  # noqa: E402
+from xpnet.accel import gemm, tuning  # noqa: E402
 from xpnet.conv import Convolution, Pooling, out_size  # noqa: E402
 from xpnet.layers import Affine, Flatten, Relu  # noqa: E402
 
@@ -351,6 +351,7 @@ def memory_in_worker(spec: dict[str, Any]) -> float | None:
 def set_threads(n: int, torch_too: bool) -> dict[str, Any]:
     """Same intra-op thread count for NumPy's BLAS and for torch; returns what each really uses."""
     tuning.set_blas_threads(n)
+    gemm.enable(n)  # as xpnet train does (tuning.tune_host): each product on the cores that pay for it
     got: dict[str, Any] = {"xpnet_blas": tuning.blas_info()["threads"]}
     if torch_too:
         import torch

@@ -495,8 +495,8 @@ def _run(plan: _Plan) -> int:
     cfg, out, dev = plan.cfg, plan.out, plan.device
     if dev.is_host:
         # An application's choice, not the library's: glibc keeps freed blocks, so the temporaries every
-        # step reallocates cost no page faults (see accel.tuning.keep_freed_host_memory).
-        tuning.keep_freed_host_memory()
+        # step reallocates cost no page faults, and each product runs on the cores that pay (accel.tuning).
+        tuning.tune_host()
     info = plan.data.info
     model = _describe_net(cfg, plan.net)
     callbacks: list[Any] = []

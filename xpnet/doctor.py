@@ -280,7 +280,7 @@ def diagnose() -> Report:
         ok, detail = matmul_check(backend.wrap(strict, strict.Device("device1"), name="strict"))
         rep.checks.append(Check("strict", "strict", ok, f"{detail} (tests only)"))
 
-    tuning.keep_freed_host_memory()  # as xpnet train does, so the line says whether glibc takes it
+    tuning.tune_host()  # as xpnet train does, so the line says whether glibc and OpenBLAS take it
     rep.fast_paths = {"cpu": accel.describe_line(backend.cpu())}
     rep.cuda = cuda_facts()
     usable, reason, count = backend.cuda_status()

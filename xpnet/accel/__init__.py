@@ -8,7 +8,8 @@ either does it or answers None / falls back to the plain code:
 - :func:`kernel`: a fused CuPy kernel for an activation (:mod:`.kernels`);
 - :func:`step`: an optimizer update as one CuPy kernel or through NumPy scratch arrays
   (:mod:`.kernels`, :mod:`.host`), keyed by the optimizer's class, else its Python formula;
-- :func:`matmul` / :func:`sum`: results written straight into a net's flat gradient buffer;
+- :func:`matmul` / :func:`sum`: results written straight into a net's flat gradient buffer; NumPy
+  products on the cores that pay for that shape (:mod:`.gemm`);
 - :func:`im2col_t`: one strided copy instead of a loop of slices (:mod:`.im2col`);
 - :mod:`.flat`: parameters and gradients as views of one buffer; :mod:`.fused_conv`: the
   Convolution → ReLU → max-pool block; :mod:`.tuning`: BLAS threads and the host allocator.
@@ -72,14 +73,24 @@ def matmul(a: Array, b: Array, out: Array = None, shape: tuple[int, ...] | None 
     """``a @ b`` (reshaped to ``shape`` if given); with ``out``, written into that array and ``out`` returned.
 
     ``out`` is a view of a net's flat gradient buffer: NumPy and CuPy write the product there
-    directly (``out=``); other libraries compute it and copy it in.
+    directly (``out=``); other libraries compute it and copy it in. NumPy products go through
+    :mod:`.gemm`, which picks their thread count once an application enables it.
     """
+    lib = native(a)
     if out is None:
-        r = a @ b
+        if lib is np:
+            from xpnet.accel import gemm
+
+            r = gemm.matmul(a, b)
+        else:
+            r = a @ b
         return r if shape is None else array_namespace(r).reshape(r, shape)
     target = out if shape is None else array_namespace(out).reshape(out, (a.shape[0], b.shape[-1]))
-    lib = native(out)
-    if lib is not None:
+    if lib is np:
+        from xpnet.accel import gemm
+
+        gemm.matmul(a, b, out=target)
+    elif lib is not None:
         lib.matmul(a, b, out=target)
     else:
         target[...] = a @ b
@@ -143,7 +154,7 @@ def im2col_t(img: Array, filter_h: int, filter_w: int, stride: int, out_h: int, 
 
 def describe(dev: Device, net: Any = None) -> dict[str, bool]:
     """Which fast paths are on for ``dev`` (and ``net``): the doctor and the trainer's start line print it."""
-    from xpnet.accel import flat, fused_conv, tuning
+    from xpnet.accel import flat, fused_conv, gemm, tuning
 
     lib = native(dev.zeros(1, dev.dtype("float32")))
     on = {"flat buffers": flat.is_flat(net.params) if net is not None else flat.views_share_memory(dev)}
@@ -152,6 +163,7 @@ def describe(dev: Device, net: Any = None) -> dict[str, bool]:
     on["CuPy kernels"] = lib is not None and lib is not np
     on["NumPy out= updates"] = lib is np
     on["allocator tuning"] = dev.is_host and tuning.host_memory_kept()
+    on["product threads"] = lib is np and gemm.enabled()
     return on
 
 

@@ -1,7 +1,7 @@
-"""Process-wide tuning of the host: NumPy's BLAS threads and glibc's malloc.
+"""Process-wide tuning of the host: NumPy's BLAS threads, glibc's malloc, and per-product thread counts.
 
-Both are the application's call, not the library's: ``xpnet-train``, the experiments and
-``bench.py`` call them; importing xpnet changes nothing in a process.
+All are the application's call, not the library's: ``xpnet train``, ``xpnet search``, the experiments
+and ``bench.py`` call :func:`tune_host`; importing xpnet changes nothing in a process.
 """
 
 from __future__ import annotations
@@ -53,13 +53,17 @@ def blas_info() -> dict[str, Any]:
     return {"name": texts[0], "core": texts[1], "threads": threads}
 
 
+_SETTER: list[Any] = []  # OpenBLAS's set_num_threads, once looked up (products switch it per call)
+
+
 def set_blas_threads(n: int) -> bool:
     """Set NumPy's OpenBLAS thread count at run time; False where the BLAS is not one we can reach."""
-    ob = _openblas()
-    if ob is None:
+    if not _SETTER:
+        ob = _openblas()
+        _SETTER.append(None if ob is None else getattr(ob[0], f"{ob[1]}set_num_threads{ob[2]}"))
+    if _SETTER[0] is None:
         return False
-    lib, prefix, suffix = ob
-    getattr(lib, f"{prefix}set_num_threads{suffix}")(int(n))
+    _SETTER[0](int(n))
     return True
 
 
@@ -96,3 +100,11 @@ def keep_freed_host_memory() -> bool:
 def host_memory_kept() -> bool:
     """Whether :func:`keep_freed_host_memory` has been called and took effect (it is not called here)."""
     return bool(_HOST_ALLOCATOR and _HOST_ALLOCATOR[0])
+
+
+def tune_host() -> dict[str, bool]:
+    """What a training application does on the CPU: keep freed memory (:func:`keep_freed_host_memory`) and
+    run each NumPy product on the thread count that pays for its shape (:mod:`xpnet.accel.gemm`)."""
+    from xpnet.accel import gemm
+
+    return {"allocator tuning": keep_freed_host_memory(), "product threads": gemm.enable()}
