@@ -7,7 +7,10 @@ blocks and its backward pass writes whole blocks — no strided passes. The bias
 the pooling, on k² times fewer numbers: max commutes with both, and a window whose max is ≤ 0
 passes no gradient either way. Output pixels no window covers are not computed. The gradient goes
 to the first position holding the window's maximum before the bias is added; the three layers
-compare after it, which can differ where rounding makes two values within one ulp equal.
+compare after it, which can differ where rounding makes two values within one ulp equal. The
+backward pass never builds the gradient of the whole convolution output (three quarters zeros for
+2×2 windows): each window position's share goes through the products while it is in cache
+(SimpleConvNet's step: 5.53 → 4.96 ms, medians of 6 alternating processes).
 
 Nets use it only where the convolution needs no input gradient (the first layer): adding a
 window-major gradient back into the image strides by k and is slower than the plain layout's
@@ -111,7 +114,13 @@ class ConvReluPool(Layer):
         d = xp.reshape(xp.permute_dims(dout, (1, 0, 2, 3)), (fn, -1)) * self.mask  # ReLU
         # Each window's gradient goes to exactly one position, so the bias gradient is the sum of d itself.
         conv.db = accel.sum(d, axis=1, out=conv.grad_view("db"))
-        dblocks = xp.empty_like(self.blocks)
+        # Window position j's share of the gradient, g_j, goes through the products while it is fresh in
+        # cache: dW = Σ_j g_j · col_jᵀ, never the whole (mostly zero) gradient of the convolution's output.
+        w2 = xp.reshape(conv.W, (fn, -1))
+        view = conv.grad_view("dW")  # where the net wants dW written (a view of its flat gradient buffer)
+        dW = xp.reshape(view, (fn, -1)) if view is not None else None
+        dcols = xp.empty_like(conv.col) if conv.need_dx else None
+        cols = d.shape[1]
         taken = None  # True where an earlier window position has taken the gradient (the first max wins)
         for j in range(kk):
             hit = self.blocks[:, j, :] == self.max
@@ -119,12 +128,17 @@ class ConvReluPool(Layer):
                 hit = xp.logical_and(hit, xp.logical_not(taken))
             if j + 1 < kk:
                 taken = hit if taken is None else xp.logical_or(taken, hit)
-            dblocks[:, j, :] = d * xp.astype(hit, d.dtype)  # NumPy's where: 20x slower on random masks
-        dout = xp.reshape(dblocks, (fn, -1))
-        conv.dW = accel.matmul(dout, conv.col.T, out=conv.grad_view("dW"), shape=tuple(conv.W.shape))
-        if not conv.need_dx:
+            g = d * xp.astype(hit, d.dtype)  # NumPy's where: 20x slower on random masks
+            col_j = conv.col[:, j * cols:(j + 1) * cols]
+            if j == 0:
+                dW = accel.matmul(g, col_j.T, out=dW)
+            else:
+                dW += accel.matmul(g, col_j.T)
+            if dcols is not None:
+                dcols[:, j * cols:(j + 1) * cols] = accel.matmul(w2.T, g)
+        conv.dW = view if view is not None else xp.reshape(dW, tuple(conv.W.shape))
+        if dcols is None:
             return None
-        dcols = accel.matmul(xp.reshape(conv.W, (fn, -1)).T, dout)
         return window_col2im_t(dcols, conv.x_shape, fh, fw, conv.stride, conv.pad, self.k)
 
 

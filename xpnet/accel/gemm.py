@@ -1,15 +1,17 @@
 """NumPy matrix products on one thread when they are small, on all of them otherwise.
 
-OpenBLAS shares a product among its threads once it has 65,536·4 multiply-adds; on the CI machine
-(2 cores; OpenBLAS 0.3.31, Haswell kernel) its threads cost more than they give well above that:
-100×100×100, the MLP's hidden layer, takes 17 µs on one thread and 30 µs on two, while
-784×100×100 (its first weight gradient) halves from 125 to 65 µs. So once an application asks for
-it (:func:`enable`; the thread count is process-wide OpenBLAS state), products under :data:`SMALL`
-multiply-adds run on one thread. Measured with ``scripts/bench.py --threads 2``: the MLP step went
-from 1.13–1.15× PyTorch's speed to 1.24–1.26×.
+OpenBLAS shares a product among its threads from 65,536·4 multiply-adds up. In a training step on
+the CI machine (2 cores; OpenBLAS 0.3.31, Haswell kernel) its second thread costs more than it gives
+well above that: the MLP 784-100-100-10 step ran 1.12× faster across 8 alternating processes (median
+405 vs 459 µs) with its 100×100×100 products on one thread. At 3.3M multiply-adds (the main job's
+100×256×128 layer) two threads win again (51 vs 32 µs alone; the job's wall time was 5% longer with
+them on one). So once an application asks for it (:func:`enable`; the thread count is process-wide
+OpenBLAS state), products under :data:`SMALL` multiply-adds run on one thread.
 
 The rule is by shape only, never by timing: OpenBLAS's result changes in the last bits with its
-thread count, so a timed choice could give two runs of the same seed different numbers.
+thread count, so a timed choice could give two runs of the same seed different numbers. (A timed
+choice was tried; so was a 4M threshold. This machine's timings also drift by the hour: a lone
+100×100×100 product took 30 µs on two threads at 12:16 and 13 µs at 12:45.)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from xpnet.accel import tuning
 
-SMALL = 4 * 2**20  # multiply-adds (m·k·n) below which a product runs on one thread
+SMALL = 2 * 2**20  # multiply-adds (m·k·n) below which a product runs on one thread
 _THREADS = [0]  # the cores products may use; 0 = planning off
 
 
