@@ -31,10 +31,13 @@ def planned() -> Iterator[int]:
         tuning.set_blas_threads(before)
 
 
-def test_small_products_run_on_one_thread() -> None:
-    assert gemm.threads_for(100, 100, 100, 2) == 1  # the MLP's hidden layer: 17 µs on one thread, 30 on two
-    assert gemm.threads_for(784, 100, 100, 2) == 2  # its first weight gradient halves on two
-    assert gemm.threads_for(30, 57600, 25, 4) == 4
+def test_threads_only_where_the_shape_pays() -> None:
+    assert gemm.threads_for(100, 100, 100, 2) == 1  # small: 17 µs on one thread, 30 on two
+    assert gemm.threads_for(784, 100, 100, 2) == 2  # the MLP's dW1: each core reads only the 100×100 gradient
+    assert gemm.threads_for(100, 784, 100, 2) == 1  # its forward: each core would read all of W1
+    assert gemm.threads_for(30, 25, 57600, 4) == 4  # a convolution: the shared filters are tiny
+    assert gemm.threads_for(100, 784, 256, 2) == 2  # split the 784×256 weights, share the 100×784 batch
+    assert gemm.threads_for(4000, 10, 4000, 2) == 1  # the 10×4000 shared is not under half of 4000×10
 
 
 # The MLP's and SimpleConvNet's products, with the transposed operands the backward passes use.

@@ -1,17 +1,23 @@
-"""NumPy matrix products on one thread when they are small, on all of them otherwise.
+"""NumPy matrix products on the number of threads that pays for their shape, decided by shape alone.
 
-OpenBLAS shares a product among its threads from 65,536·4 multiply-adds up. In a training step on
-the CI machine (2 cores; OpenBLAS 0.3.31, Haswell kernel) its second thread costs more than it gives
-well above that: the MLP 784-100-100-10 step ran 1.12× faster across 8 alternating processes (median
-405 vs 459 µs) with its 100×100×100 products on one thread. At 3.3M multiply-adds (the main job's
-100×256×128 layer) two threads win again (51 vs 32 µs alone; the job's wall time was 5% longer with
-them on one). So once an application asks for it (:func:`enable`; the thread count is process-wide
-OpenBLAS state), products under :data:`SMALL` multiply-adds run on one thread.
+OpenBLAS shares a product among its threads by splitting the longer side of the result; each thread
+then reads the whole of the other operand. On the CI machine (2 cores of a virtual machine; OpenBLAS
+0.3.31, Haswell kernel) data moving between the cores is dear, so a second thread pays only where
+that shared operand is small: the MLP's weight gradient 784×100·100×100 (each core reads the
+100×100 output gradient) halves from 125 to 65 µs, but its forward product 100×784·784×100 (each
+core would read all of W1) gains nothing alone (123 vs 125 µs) and slows the next SGD update,
+which writes W1 back. So once an application asks for it (:func:`enable`; the thread count is
+process-wide OpenBLAS state), products run on one thread when they are under :data:`SMALL`
+multiply-adds or their shared operand is at least half the size of the split one.
+
+Measured per training step, medians of 6 fresh processes each, alternating: MLP 784-100-100-10
+459 → 412 µs with the size rule alone, → 363 µs with both; SimpleConvNet 6.23 → 5.77 ms from the
+shared-operand rule.
 
 The rule is by shape only, never by timing: OpenBLAS's result changes in the last bits with its
 thread count, so a timed choice could give two runs of the same seed different numbers. (A timed
-choice was tried; so was a 4M threshold. This machine's timings also drift by the hour: a lone
-100×100×100 product took 30 µs on two threads at 12:16 and 13 µs at 12:45.)
+choice was tried. This machine's timings also drift by the hour: a lone 100×100×100 product took
+30 µs on two threads at 12:16 and 13 µs at 12:45.)
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 
 from xpnet.accel import tuning
 
-SMALL = 2 * 2**20  # multiply-adds (m·k·n) below which a product runs on one thread
+SMALL = 2 * 2**20  # multiply-adds (m·k·n) below which a product runs on one thread (100×256×128 is above)
 _THREADS = [0]  # the cores products may use; 0 = planning off
 
 
@@ -47,8 +53,12 @@ def enabled() -> bool:
 
 
 def threads_for(m: int, k: int, n: int, threads: int) -> int:
-    """The thread count an (m×k)·(k×n) product runs on: one when it is small, else all of them."""
-    return 1 if m * k * n < SMALL else threads
+    """The thread count an (m×k)·(k×n) product runs on: all of them only when it is large and the operand
+    every thread reads whole (the one OpenBLAS does not split) is under half the size of the split one."""
+    if m * k * n < SMALL:
+        return 1
+    shared, split = (k * n, m * k) if m >= n else (m * k, k * n)
+    return threads if 2 * shared <= split else 1
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
