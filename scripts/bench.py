@@ -2,7 +2,8 @@
 """Training throughput of xpnet side by side with PyTorch eager, on one device, in one run (issue 6).
 
 For each config it times full training steps (``net.gradient`` + ``SGD.update``) on device-resident
-data, reports samples/s (median of the repeats after a warm-up), the peak memory a run adds (host: the
+data, each repeat in a fresh process (``--one-process``: all in this one), and reports samples/s
+(median of the repeats after a warm-up), the peak memory a run adds (host: the
 resident-set high-water mark of a fresh worker process; CUDA: the memory pool), and the same for a
 PyTorch twin of the net (same layers, same initial weights, same batch, dtype and thread count).
 It also prints the compute ceiling: matmul/conv FLOPs per training sample divided by the device's
@@ -318,8 +319,9 @@ def _device_memory(runner: Runner, steps: int) -> float:
     return (pool.total_bytes() - before) / 2**20
 
 
-def memory_worker(spec: dict[str, Any]) -> None:
-    """Child process: build one runner, measure, print one JSON line."""
+def worker_runner(spec: dict[str, Any]) -> tuple[Runner, backend.Device]:
+    """In a child process: the one runner ``spec`` names, built as the parent would build it (same seed,
+    so xpnet and its PyTorch twin start from the same weights)."""
     set_threads(int(spec["threads"]), torch_too=spec["framework"] == "torch")
     dev = backend.device(spec["device"])
     cfg = CONFIGS[spec["config"]]
@@ -332,18 +334,39 @@ def memory_worker(spec: dict[str, Any]) -> None:
         runner = XpnetRunner(cfg, dev, batches)
         dev.synchronize()
         np.ones((8, 8), np.float32) @ np.ones((8, 8), np.float32)
+    return runner, dev
+
+
+def memory_worker(spec: dict[str, Any]) -> None:
+    """Child process: build one runner, measure its memory, print one JSON line."""
+    runner, dev = worker_runner(spec)
     print(json.dumps({"peak_mem_mib": measure_memory(runner, int(spec["steps"]), dev)}))
 
 
-def memory_in_worker(spec: dict[str, Any]) -> float | None:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-worker", json.dumps(spec)]
+def time_worker(spec: dict[str, Any]) -> None:
+    """Child process: build one runner, warm it up, time about ``spec["seconds"]`` of steps, print one JSON line."""
+    runner, _ = worker_runner(spec)
+    steps, first_loss = warm_up(runner, tiny=False, seconds=float(spec["seconds"]))
+    t0 = time.perf_counter()
+    runner.run(steps)
+    print(json.dumps({"step_s": (time.perf_counter() - t0) / steps, "first_loss": first_loss}))
+
+
+def in_worker(flag: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Run this script as a child with ``flag`` and ``spec``; its last JSON line, or None (with a warning)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), flag, json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"bench.py: warning: memory worker for {spec['framework']}/{spec['config']} failed: {last}",
+        print(f"bench.py: warning: {flag.strip('-_')} for {spec['framework']}/{spec['config']} failed: {last}",
               file=sys.stderr)
         return None
-    return float(json.loads(proc.stdout.strip().splitlines()[-1])["peak_mem_mib"])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def memory_in_worker(spec: dict[str, Any]) -> float | None:
+    got = in_worker("--_memory-worker", spec)
+    return None if got is None else float(got["peak_mem_mib"])
 
 
 # -- timing -------------------------------------------------------------------------------------------
@@ -361,18 +384,44 @@ def set_threads(n: int, torch_too: bool) -> dict[str, Any]:
     return got
 
 
+def warm_up(r: Runner, tiny: bool, seconds: float) -> tuple[int, float]:
+    """Run the first steps untimed; (steps that take about ``seconds``, the first step's loss)."""
+    r.run(1)  # same weights, same batch: the first loss agrees between frameworks (a sanity check)
+    first_loss = r.loss()
+    r.run(0 if tiny else 3)  # warm-up: first-call allocations, BLAS buffers, lazy kernels
+    t0 = time.perf_counter()
+    r.run(1)
+    once = time.perf_counter() - t0
+    return (1 if tiny else max(3, min(5000, round(seconds / max(once, 1e-6))))), first_loss
+
+
+def time_in_processes(name: str, frameworks: list[str], args: argparse.Namespace, dev: backend.Device
+                      ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Seconds per step for each framework, every repeat in a fresh process, alternating (a, b, b, a, ...).
+
+    Why: on a virtual machine one process can run the same steps 10–25% slower than the next (where its
+    threads land; measured with both frameworks), so timings inside one process sample one such draw.
+    """
+    per_step: dict[str, list[float]] = {f: [] for f in frameworks}
+    first_loss: dict[str, float] = {}
+    for rep in range(args.repeats):
+        for fw in frameworks if rep % 2 == 0 else frameworks[::-1]:
+            spec = {"framework": fw, "config": name, "device": dev.name, "threads": args.threads,
+                    "data": args.data, "seconds": 0.5}
+            got = in_worker("--_time-worker", spec)
+            if got is None:
+                raise BenchError(f"timing {fw} on {name} in a fresh process failed (see the warning above)")
+            per_step[fw].append(float(got["step_s"]))
+            first_loss[fw] = float(got["first_loss"])
+    return per_step, first_loss
+
+
 def time_runners(runners: list[Runner], repeats: int, tiny: bool) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Seconds per step for each runner, repeats interleaved (a, b, b, a, ...) so load drift hits both alike."""
     steps: dict[str, int] = {}
     first_loss = {}
     for r in runners:
-        r.run(1)  # same weights, same batch: the first loss agrees between frameworks (a sanity check)
-        first_loss[r.name] = r.loss()
-        r.run(0 if tiny else 3)  # warm-up: first-call allocations, BLAS buffers, lazy kernels
-        t0 = time.perf_counter()
-        r.run(1)
-        once = time.perf_counter() - t0
-        steps[r.name] = 1 if tiny else max(3, min(2000, round(0.3 / max(once, 1e-6))))
+        steps[r.name], first_loss[r.name] = warm_up(r, tiny, seconds=0.3)
     per_step: dict[str, list[float]] = {r.name: [] for r in runners}
     for rep in range(repeats):
         for r in runners if rep % 2 == 0 else runners[::-1]:
@@ -394,7 +443,10 @@ def bench_config(name: str, args: argparse.Namespace, dev: backend.Device, use_t
     assert isinstance(xp_runner, XpnetRunner)
     if use_torch:
         runners.append(TorchRunner(xp_runner.net, torch_device(dev) or "cpu", batches))
-    per_step, first_loss = time_runners(runners, args.repeats, args.tiny)
+    if args.tiny or args.one_process:
+        per_step, first_loss = time_runners(runners, args.repeats, args.tiny)
+    else:
+        per_step, first_loss = time_in_processes(name, [r.name for r in runners], args, dev)
     flops = flops_per_sample(xp_runner.net)
     row: dict[str, Any] = {"config": name, "title": cfg.title, "batch": cfg.batch, "dtype": "float32",
                            "flops_per_sample": flops}
@@ -589,9 +641,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="time the bare main job end to end against scripts/torch_twin.py instead of the configs "
                         "(--repeats defaults to 3)")
     p.add_argument("--epochs", type=int, default=None, help="--e2e: epochs of both jobs (default: the job's 10)")
+    p.add_argument("--one-process", action="store_true",
+                   help="time every repeat in this process (quicker) instead of each in a fresh one")
     p.add_argument("--_memory-worker", dest="memory_worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--_time-worker", dest="time_worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.memory_worker is not None:
+    if args.memory_worker is not None or args.time_worker is not None:
         return args
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in names if c not in CONFIGS]
@@ -635,6 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     tuning.keep_freed_host_memory()  # as xpnet-train does: reuse freed temporaries (both frameworks gain)
     if args.memory_worker is not None:
         memory_worker(json.loads(args.memory_worker))
+        return 0
+    if args.time_worker is not None:
+        time_worker(json.loads(args.time_worker))
         return 0
     dev = resolve_device(args.device)
     use_torch = not args.no_torch and torch_available()

@@ -180,3 +180,27 @@ def test_gpu_memory_figure_is_the_runs_peak_not_the_pools_cache(bench: ModuleTyp
                 pool.release(50 * 2**20)
 
     assert bench._device_memory(Runner(), 3) == pytest.approx(50.0)
+
+
+def test_a_time_worker_times_one_framework_in_its_own_process() -> None:
+    spec = {"framework": "xpnet", "config": "mlp", "device": "cpu", "threads": 1, "data": "random", "seconds": 0.05}
+    proc = run("--_time-worker", json.dumps(spec))
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["step_s"] > 0 and 0 < got["first_loss"] < 10  # ln(10) ≈ 2.3 for a fresh 10-class net
+
+
+def test_repeats_alternate_between_fresh_processes(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def fake_worker(flag: str, spec: dict) -> dict:
+        assert flag == "--_time-worker" and spec["config"] == "conv" and spec["threads"] == 2
+        calls.append(spec["framework"])
+        return {"step_s": 0.01 * len(calls), "first_loss": 2.3}
+
+    monkeypatch.setattr(bench, "in_worker", fake_worker)
+    args = SimpleNamespace(repeats=3, threads=2, data="random")
+    per_step, first = bench.time_in_processes("conv", ["xpnet", "torch"], args, bench.backend.cpu())
+    assert calls == ["xpnet", "torch", "torch", "xpnet", "xpnet", "torch"]
+    assert per_step == {"xpnet": [0.01, 0.04, 0.05], "torch": [0.02, 0.03, 0.06]}
+    assert first == {"xpnet": 2.3, "torch": 2.3}
