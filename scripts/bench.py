@@ -447,6 +447,7 @@ def bench_config(name: str, args: argparse.Namespace, dev: backend.Device, use_t
         per_step, first_loss = time_runners(runners, args.repeats, args.tiny)
     else:
         per_step, first_loss = time_in_processes(name, [r.name for r in runners], args, dev)
+        xp_runner.run(1)  # the FLOP count reads the shapes a forward pass leaves on the layers
     flops = flops_per_sample(xp_runner.net)
     row: dict[str, Any] = {"config": name, "title": cfg.title, "batch": cfg.batch, "dtype": "float32",
                            "flops_per_sample": flops}

@@ -204,3 +204,12 @@ def test_repeats_alternate_between_fresh_processes(bench: ModuleType, monkeypatc
     assert calls == ["xpnet", "torch", "torch", "xpnet", "xpnet", "torch"]
     assert per_step == {"xpnet": [0.01, 0.04, 0.05], "torch": [0.02, 0.03, 0.06]}
     assert first == {"xpnet": 2.3, "torch": 2.3}
+
+
+def test_a_full_run_times_in_fresh_processes(tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    proc = run("--repeats", "1", "--no-torch", "--no-memory", "--configs", "conv", "--threads", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())["results"][0]
+    assert row["flops_per_sample"] > 0 and len(row["xpnet"]["repeats_step_ms"]) == 1
+    assert 0 < row["xpnet"]["first_loss"] < 10
