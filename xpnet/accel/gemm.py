@@ -1,14 +1,16 @@
 """NumPy matrix products on the number of threads that pays for their shape, decided by shape alone.
 
-OpenBLAS shares a product among its threads by splitting the longer side of the result; each thread
-then reads the whole of the other operand. On the CI machine (2 cores of a virtual machine; OpenBLAS
-0.3.31, Haswell kernel) data moving between the cores is dear, so a second thread pays only where
-that shared operand is small: the MLP's weight gradient 784×100·100×100 (each core reads the
-100×100 output gradient) halves from 125 to 65 µs, but its forward product 100×784·784×100 (each
-core would read all of W1) gains nothing alone (123 vs 125 µs) and slows the next SGD update,
-which writes W1 back. So once an application asks for it (:func:`enable`; the thread count is
-process-wide OpenBLAS state), products run on one thread when they are under :data:`SMALL`
-multiply-adds or their shared operand is at least half the size of the split one.
+OpenBLAS shares a product among its threads by splitting the result's rows or columns, and each
+thread then reads all of the other operand (as a model, this module assumes the longer side is
+split). On the CI machine (2 cores of a virtual machine; OpenBLAS 0.3.31, Haswell kernel) data
+moving between the cores is dear, so a second thread pays only where that shared operand is small:
+the MLP's weight gradient 784×100·100×100 (each core reads the 100×100 output gradient) halves from
+125 to 65 µs, but its forward product 100×784·784×100 (each core would read all of W1) gains
+nothing alone (123 vs 125 µs) and slows the next SGD update, which writes W1 back.
+
+So once an application asks for it (:func:`enable`; the thread count is process-wide OpenBLAS
+state), products run on one thread when they are under :data:`SMALL` multiply-adds or their shared
+operand is at least half the size of the split one.
 
 Measured per training step, medians of 6 fresh processes each, alternating: MLP 784-100-100-10
 459 → 412 µs with the size rule alone, → 363 µs with both; SimpleConvNet 6.23 → 5.77 ms from the

@@ -6,6 +6,7 @@ and never changes the global pyplot backend of a program that imports xpnet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -36,6 +37,12 @@ def _import_matplotlib() -> tuple[Any, Any, Any]:
     from matplotlib.ticker import MaxNLocator
 
     return FigureCanvasAgg, Figure, MaxNLocator
+
+
+def _import_early() -> None:
+    """:func:`_import_matplotlib` ahead of time; a failure is left for the plot itself to report."""
+    with contextlib.suppress(Exception):  # plot_curves raises it again, in the main thread, with its message
+        _import_matplotlib()
 
 
 def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses: list[float] | np.ndarray,
@@ -123,7 +130,7 @@ class Plot(Callback):
         self._last = self.clock()
         # Importing matplotlib takes a third of a second; done now, in a thread, it overlaps the training
         # (whose NumPy calls release the GIL) instead of delaying the end of the run.
-        threading.Thread(target=_import_matplotlib, name="xpnet-import-matplotlib", daemon=True).start()
+        threading.Thread(target=_import_early, name="xpnet-import-matplotlib", daemon=True).start()
 
     def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
         if self.every is not None and self.clock() - self._last >= self.every:
