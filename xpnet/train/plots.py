@@ -109,10 +109,9 @@ def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses
 class Plot(Callback):
     """Callback: draw curves.png when the run ends, and after an epoch at most every ``every`` seconds.
 
-    A drawing costs about half a second of matplotlib on a CPU, a third of a short run's time if done
-    every epoch, and the training loop waits for it; so a run sees a fresh picture only every ``every``
-    seconds (``0``: after every epoch, ``None``: only at the end). The picture is the same either way:
-    the last one always shows the whole run. ``clock`` is for tests.
+    A drawing costs about 0.1 s of matplotlib on the CI machine, and the training loop waits for it;
+    so a run sees a fresh picture only every ``every`` seconds (``0``: after every epoch, ``None``: only
+    at the end). The picture is the same either way: the last one always shows the whole run. ``clock`` is for tests.
     """
 
     def __init__(self, path: str | os.PathLike[str], title: str = "", every: float | None = 60.0,
