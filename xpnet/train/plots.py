@@ -111,7 +111,8 @@ class Plot(Callback):
 
     A drawing costs about 0.1 s of matplotlib on the CI machine, and the training loop waits for it;
     so a run sees a fresh picture only every ``every`` seconds (``0``: after every epoch, ``None``: only
-    at the end). The picture is the same either way: the last one always shows the whole run. ``clock`` is for tests.
+    at the end). The picture is the same either way: the last one always shows the whole run.
+    ``clock`` is for tests.
     """
 
     def __init__(self, path: str | os.PathLike[str], title: str = "", every: float | None = 60.0,
