@@ -83,3 +83,19 @@ def mnist_path() -> Path:
     if d is None:
         pytest.skip("real MNIST not found: set XPNET_DATA_DIR to a folder holding mnist/")
     return d
+
+
+@pytest.fixture
+def book(dev: backend.Device, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[backend.Device]:
+    """The book facade on the matrix device, offline, in a scratch folder; real MNIST where it is found."""
+    import xpnet.book
+
+    monkeypatch.setenv("XPNET_OFFLINE", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    found = mnist_dir()
+    if found is not None:
+        monkeypatch.setenv("XPNET_DATA_DIR", str(found))
+    monkeypatch.chdir(tmp_path)
+    xpnet.book.use(dev)
+    yield dev
+    xpnet.book.reset()

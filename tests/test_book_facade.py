@@ -16,20 +16,6 @@ from xpnet import to_host
 from xpnet.backend import CudaFallbackWarning, Device, DeviceError, cuda_status
 from xpnet.data import SampleDataWarning
 
-from .conftest import mnist_dir
-
-
-@pytest.fixture
-def book(dev: Device, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Device:
-    monkeypatch.setenv("XPNET_OFFLINE", "1")
-    found = mnist_dir()
-    if found is not None:
-        monkeypatch.setenv("XPNET_DATA_DIR", str(found))
-    monkeypatch.chdir(tmp_path)
-    xpnet.book.use(dev)
-    yield dev
-    xpnet.book.reset()
-
 
 @pytest.fixture
 def fresh(monkeypatch: pytest.MonkeyPatch) -> None:

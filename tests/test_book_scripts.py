@@ -21,8 +21,6 @@ import xpnet.book
 from xpnet.backend import Device
 from xpnet.data import SampleDataWarning
 
-from .conftest import mnist_dir
-
 SCRIPTS = Path(__file__).parent / "book_scripts"
 
 # The README's find-and-replace ("Coming from the book"), exactly.
@@ -45,20 +43,6 @@ def shorten(source: str, constants: dict[str, Any]) -> str:
         source, n = re.subn(rf"^{name} = .*$", f"{name} = {value!r}", source, flags=re.MULTILINE)
         assert n == 1, f"constant {name} not found once in the script"
     return source
-
-
-@pytest.fixture
-def book(dev: Device, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Device:
-    """The facade on the matrix device, offline, in a scratch folder; real MNIST where it is found."""
-    monkeypatch.setenv("XPNET_OFFLINE", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    found = mnist_dir()
-    if found is not None:
-        monkeypatch.setenv("XPNET_DATA_DIR", str(found))
-    monkeypatch.chdir(tmp_path)
-    xpnet.book.use(dev)
-    yield dev
-    xpnet.book.reset()
 
 
 def run(name: str, **constants: Any) -> dict[str, Any]:
