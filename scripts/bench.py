@@ -438,27 +438,27 @@ def time_runners(runners: list[Runner], repeats: int, tiny: bool) -> tuple[dict[
 def bench_config(name: str, args: argparse.Namespace, dev: backend.Device, use_torch: bool) -> dict[str, Any]:
     cfg = CONFIGS[name]
     batches = host_batches(cfg, args.data, POOL)
-    runners: list[Runner] = [XpnetRunner(cfg, dev, batches)]
-    xp_runner = runners[0]
-    assert isinstance(xp_runner, XpnetRunner)
-    if use_torch:
-        runners.append(TorchRunner(xp_runner.net, torch_device(dev) or "cpu", batches))
+    xp_runner = XpnetRunner(cfg, dev, batches)
+    frameworks = ["xpnet", "torch"] if use_torch else ["xpnet"]
     if args.tiny or args.one_process:
+        runners: list[Runner] = [xp_runner]
+        if use_torch:
+            runners.append(TorchRunner(xp_runner.net, torch_device(dev) or "cpu", batches))
         per_step, first_loss = time_runners(runners, args.repeats, args.tiny)
-    else:
-        per_step, first_loss = time_in_processes(name, [r.name for r in runners], args, dev)
+    else:  # each worker builds its own runner; here the net only gives the FLOP count
+        per_step, first_loss = time_in_processes(name, frameworks, args, dev)
         xp_runner.run(1)  # the FLOP count reads the shapes a forward pass leaves on the layers
     flops = flops_per_sample(xp_runner.net)
     row: dict[str, Any] = {"config": name, "title": cfg.title, "batch": cfg.batch, "dtype": "float32",
                            "flops_per_sample": flops}
     mem_steps = 1 if args.tiny else 5
-    for r in runners:
-        sps = cfg.batch / statistics.median(per_step[r.name])
-        spec = {"framework": r.name, "config": name, "device": dev.name, "threads": args.threads,
+    for fw in frameworks:
+        sps = cfg.batch / statistics.median(per_step[fw])
+        spec = {"framework": fw, "config": name, "device": dev.name, "threads": args.threads,
                 "data": args.data, "steps": mem_steps}
-        row[r.name] = {"samples_per_s": sps, "step_ms": 1e3 * statistics.median(per_step[r.name]),
-                       "repeats_step_ms": [1e3 * s for s in per_step[r.name]], "first_loss": first_loss[r.name],
-                       "peak_mem_mib": None if args.no_memory else memory_in_worker(spec)}
+        row[fw] = {"samples_per_s": sps, "step_ms": 1e3 * statistics.median(per_step[fw]),
+                   "repeats_step_ms": [1e3 * s for s in per_step[fw]], "first_loss": first_loss[fw],
+                   "peak_mem_mib": None if args.no_memory else memory_in_worker(spec)}
     if use_torch:
         row["ratio"] = row["xpnet"]["samples_per_s"] / row["torch"]["samples_per_s"]
     return row

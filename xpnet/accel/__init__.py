@@ -28,6 +28,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from xpnet.accel import gemm  # every NumPy product goes through it: imported once, not per call
 from xpnet.backend import Device, array_namespace
 
 Array = Any
@@ -78,17 +79,10 @@ def matmul(a: Array, b: Array, out: Array = None, shape: tuple[int, ...] | None 
     """
     lib = native(a)
     if out is None:
-        if lib is np:
-            from xpnet.accel import gemm
-
-            r = gemm.matmul(a, b)
-        else:
-            r = a @ b
+        r = gemm.matmul(a, b) if lib is np else a @ b
         return r if shape is None else array_namespace(r).reshape(r, shape)
     target = out if shape is None else array_namespace(out).reshape(out, (a.shape[0], b.shape[-1]))
     if lib is np:
-        from xpnet.accel import gemm
-
         gemm.matmul(a, b, out=target)
     elif lib is not None:
         lib.matmul(a, b, out=target)
@@ -154,7 +148,7 @@ def im2col_t(img: Array, filter_h: int, filter_w: int, stride: int, out_h: int, 
 
 def describe(dev: Device, net: Any = None) -> dict[str, bool]:
     """Which fast paths are on for ``dev`` (and ``net``): the doctor and the trainer's start line print it."""
-    from xpnet.accel import flat, fused_conv, gemm, tuning
+    from xpnet.accel import flat, fused_conv, tuning
 
     lib = native(dev.zeros(1, dev.dtype("float32")))
     on = {"flat buffers": flat.is_flat(net.params) if net is not None else flat.views_share_memory(dev)}
