@@ -20,7 +20,8 @@ tutorials' ``DataLoader`` and with tensor slicing), alternating runs, each in a 
 untimed run of each (which fills the data caches both keep).
 
 On machines that pin OPENBLAS_CORETYPE for old OpenBLAS builds, prefix the command with
-``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` to measure NumPy's native kernel (the table says which ran).
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` to measure NumPy's native kernel (the machine line says
+which ran, and whether it was pinned; PyTorch's MKL/oneDNN ignore the variable).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import xpnet  # noqa: E402
 from xpnet import backend, nets, optim  # noqa: E402
-from xpnet.accel import gemm, tuning  # noqa: E402
+from xpnet.accel import tuning  # noqa: E402
 from xpnet.conv import Convolution, Pooling, out_size  # noqa: E402
 from xpnet.layers import Affine, Flatten, Relu  # noqa: E402
 
@@ -374,7 +375,6 @@ def memory_in_worker(spec: dict[str, Any]) -> float | None:
 def set_threads(n: int, torch_too: bool) -> dict[str, Any]:
     """Same intra-op thread count for NumPy's BLAS and for torch; returns what each really uses."""
     tuning.set_blas_threads(n)
-    gemm.enable(n)  # as xpnet train does (tuning.tune_host): each product on the cores that pay for it
     got: dict[str, Any] = {"xpnet_blas": tuning.blas_info()["threads"]}
     if torch_too:
         import torch
@@ -558,7 +558,8 @@ def machine(dev: backend.Device, threads: dict[str, Any]) -> dict[str, Any]:
         cpu = names[0] if names else cpu
     info: dict[str, Any] = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                             else os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-                            "blas": tuning.blas_info(), "device": dev.name, "threads": threads,
+                            "blas": {**tuning.blas_info(), "pinned": tuning.blas_pin()}, "device": dev.name,
+                            "threads": threads,
                             "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None}
     if "torch" in threads:
         import torch
@@ -576,7 +577,9 @@ def machine_line(result: dict[str, Any]) -> str:
     m = result["machine"]
     blas = m["blas"]
     return (f"{result['date']} | device {m['device']} | {m['cpu']}, {m['cores']} cores | numpy {m['numpy']}, "
-            f"BLAS {blas['name'].split('  ')[0]} kernel {blas['core']}, {m['threads'].get('xpnet_blas')} threads"
+            f"BLAS {blas['name'].split('  ')[0]} kernel {blas['core']}"
+            + (" (pinned by OPENBLAS_CORETYPE)" if blas.get("pinned") else "")
+            + f", {m['threads'].get('xpnet_blas')} threads"
             + (f" | torch {m['torch']}, {m['threads']['torch']} threads" if "torch" in m else "")
             + (f" | load {m['load_avg'][0]:.2f}" if m["load_avg"] else "")
             + f" | best float32 GEMM {result['matmul_gflops']:.0f} GFLOP/s ({result['matmul_best']})")

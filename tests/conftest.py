@@ -17,9 +17,6 @@ import pytest
 
 from tests.helpers import no_cuda
 from xpnet import backend
-from xpnet.accel import gemm, tuning
-
-_BLAS_THREADS = tuning.blas_info()["threads"] or 1  # OpenBLAS's count before any test changes it
 
 
 def _strict() -> backend.Device:
@@ -39,16 +36,6 @@ def _cupy() -> backend.Device:
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never write into the user's real ~/.cache/xpnet: the decoded-data cache goes to a temp folder."""
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
-
-
-@pytest.fixture(autouse=True)
-def _products_as_imported() -> Iterator[None]:
-    """A test that runs an application in-process (the trainer, the doctor) turns on per-product BLAS threads
-    (accel.tuning.tune_host); the next test starts without them, as a library user would."""
-    yield
-    if gemm.enabled():
-        gemm.disable()
-        tuning.set_blas_threads(_BLAS_THREADS)
 
 
 _MAKERS = {"numpy": backend.cpu, "strict": _strict, "cupy": _cupy}

@@ -35,3 +35,26 @@ def test_keep_freed_host_memory_is_idempotent_and_can_be_refused(tmp_path: Path)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                              check=True)
         assert out.stdout.strip() == want  # importing xpnet never tunes the allocator; asking does
+
+
+@pytest.mark.parametrize(("core", "pin", "flags", "says"), [
+    ("Haswell", "Haswell", {"avx2", "avx512f"}, True),  # the CI VM: AVX-512 left unused
+    ("Haswell", None, {"avx2", "avx512f"}, False),  # OpenBLAS's own choice: not ours to question
+    ("SkylakeX", "SkylakeX", {"avx2", "avx512f"}, False),  # pinned, but to an AVX-512 kernel
+    ("Haswell", "Haswell", {"avx2"}, False),  # the CPU has nothing more
+])
+def test_the_pin_note_speaks_only_when_a_pin_leaves_avx512_unused(core: str, pin: str | None, flags: set[str],
+                                                                    says: bool) -> None:
+    note = tuning.pin_note(core, pin, frozenset(flags))
+    assert (note is not None) is says
+    if says:
+        assert note is not None and f"OPENBLAS_CORETYPE={pin}" in note and f"{core} kernel" in note
+
+
+def test_blas_pin_and_cpu_flags_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert tuning.blas_pin() == "Haswell"
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert tuning.blas_pin() is None
+    if Path("/proc/cpuinfo").exists():
+        assert tuning.cpu_flags(), "a Linux CPU lists some flags"

@@ -6,6 +6,7 @@ No timing is asserted: throughput on a shared machine says nothing about correct
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ def test_tiny_run_writes_valid_json(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert [r["config"] for r in data["results"]] == ["mlp", "conv"]
     assert data["machine"]["threads"]["xpnet_blas"] in (1, None)
+    pinned = os.environ.get("OPENBLAS_CORETYPE") or None  # the machine line says when the kernel was pinned
+    assert data["machine"]["blas"]["pinned"] == pinned
+    assert ("(pinned by OPENBLAS_CORETYPE)" in proc.stdout.splitlines()[0]) is (pinned is not None)
     assert data["matmul_gflops"] > 0 and data["tiny"] is True
     for row in data["results"]:
         x = row["xpnet"]

@@ -22,6 +22,7 @@ import pytest
 
 from tests.helpers import call_main
 from xpnet import backend
+from xpnet.accel import tuning
 from xpnet.cli import main
 from xpnet.train import checkpoint as ckpt
 from xpnet.train.metrics import COLUMNS
@@ -68,6 +69,8 @@ def test_end_to_end_on_real_mnist(tmp_path: Path, mnist_path: Path) -> None:
     assert [ln for ln in p.stderr.splitlines() if ln.startswith("epoch ")][-1].startswith("epoch 2/2")
     [line] = p.stdout.splitlines()
     assert line.startswith("mnist mlp: test 0.") and "[completed]" in line
+    note = tuning.pin_note(tuning.blas_info()["core"], tuning.blas_pin(), tuning.cpu_flags())
+    assert (f"xpnet-train: note: {note}" in p.stderr) if note else "OPENBLAS_CORETYPE" not in p.stderr
 
     assert sorted(files(out)) == ["checkpoint.npz", "curves.png", "metrics.csv", "summary.json"]
     with open(out / "metrics.csv", newline="") as f:
@@ -81,8 +84,11 @@ def test_end_to_end_on_real_mnist(tmp_path: Path, mnist_path: Path) -> None:
     assert summary["status"] == "completed"
     assert summary["dataset"]["is_sample"] is False and summary["dataset"]["n_train"] == 6000
     assert summary["dataset"]["n_val"] == 6000 and "mnist" in summary["dataset"]["source"]
+    blas = summary["device"].pop("blas", None)  # a CPU run records NumPy's BLAS kernel and any pin of it
     assert summary["device"] == {"name": "cpu", "backend": "numpy", "requested": "auto"} or \
         summary["device"]["backend"] == "cupy"
+    if blas is not None:
+        assert blas["core"] == tuning.blas_info()["core"] and blas["pinned"] == tuning.blas_pin()
     hp = summary["hyper_parameters"]
     assert hp["optimizer"] == "adam" and hp["lr"] == 0.001 and hp["hidden"] == [256, 128] and hp["seed"] == 1
     res = summary["results"]
@@ -117,7 +123,9 @@ def test_device_cuda_without_a_gpu_warns_once_and_trains_on_cpu(tmp_path: Path, 
     [line] = p.stdout.splitlines()
     assert "on cpu" in line
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["device"] == {"name": "cpu", "backend": "numpy", "requested": "cuda"}
+    assert {k: v for k, v in summary["device"].items() if k != "blas"} == {
+        "name": "cpu", "backend": "numpy", "requested": "cuda"}
+    assert "core" in summary["device"]["blas"]
 
 
 def test_quiet_prints_only_the_summary_line(tmp_path: Path, mnist_path: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -96,3 +97,31 @@ def test_advice_for_a_cupy_that_cannot_compile(monkeypatch: pytest.MonkeyPatch) 
 def test_kernel_check_fails_where_there_is_no_compiled_kernel() -> None:
     ok, detail = doctor.kernel_check(backend.cpu())
     assert not ok and "no compiled kernel" in detail
+
+
+def test_doctor_measures_the_blas_with_and_without_a_kernel_pin(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xpnet.accel import tuning
+
+    if tuning.blas_info()["threads"] is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS xpnet can reach: there is no kernel to pin")
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    facts, advice = doctor.blas_facts()
+    assert facts["float32 GEMM GFLOP/s"] > 0 and facts["kernel"] == tuning.blas_info()["core"]
+    assert "without the pin" not in facts and advice == []
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")  # the pin is read by a fresh process, not this one
+    facts, advice = doctor.blas_facts()
+    assert facts["pinned by OPENBLAS_CORETYPE"] == "Prescott"
+    native = facts["without the pin"]
+    assert " kernel, " in native and native.endswith(" GFLOP/s"), native
+    assert all("OPENBLAS_CORETYPE=Prescott" in a for a in advice)
+
+
+def test_the_probe_reports_the_kernel_a_pin_picks() -> None:
+    from xpnet.accel import tuning
+
+    if tuning.blas_info()["threads"] is None or "avx2" not in tuning.cpu_flags():
+        pytest.skip("needs NumPy's OpenBLAS on an x86-64 CPU with AVX2, where OPENBLAS_CORETYPE=Haswell runs")
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Haswell"}
+    out = subprocess.run([sys.executable, "-c", "from xpnet import doctor; doctor.blas_probe()"], env=env,
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(out.stdout)["kernel"] == "Haswell"

@@ -495,7 +495,7 @@ def _run(plan: _Plan) -> int:
     cfg, out, dev = plan.cfg, plan.out, plan.device
     if dev.is_host:
         # An application's choice, not the library's: glibc keeps freed blocks, so the temporaries every
-        # step reallocates cost no page faults, and each product runs on the cores that pay (accel.tuning).
+        # step reallocates cost no page faults (accel.tuning).
         tuning.tune_host()
     info = plan.data.info
     model = _describe_net(cfg, plan.net)
@@ -536,7 +536,8 @@ def _run(plan: _Plan) -> int:
         "out": str(out),
         "resumed_from": str(plan.resume) if plan.resume else None,
         "dataset": info,
-        "device": {"name": dev.name, "backend": dev.backend, "requested": plan.device_request},
+        "device": {"name": dev.name, "backend": dev.backend, "requested": plan.device_request,
+                   **({"blas": {**tuning.blas_info(), "pinned": tuning.blas_pin()}} if dev.is_host else {})},
         "model": model,
         "fast_paths": accel.describe(dev, plan.net),
         "hyper_parameters": cfg.hyper_parameters(),
@@ -567,6 +568,10 @@ def _run(plan: _Plan) -> int:
              f"{cfg.resolved_lr():g}{_schedule_words(cfg)}"
              f"{f' | augment {cfg.augment}' if cfg.augment else ''} | {where} | out: {out}")
         _say(accel.describe_line(dev, plan.net))
+        note = tuning.pin_note(tuning.blas_info()["core"], tuning.blas_pin(), tuning.cpu_flags()) \
+            if dev.is_host else None
+        if note:
+            _say(f"note: {note}")
     t0 = time.perf_counter()
     try:
         result = trainer.fit()

@@ -120,7 +120,7 @@ class Convolution(Layer):
         n, out_h, out_w = self.output_shape(x)
         self.x_shape = tuple(x.shape)
         self.col = im2col_t(x, fh, fw, self.stride, self.pad)  # (C·FH·FW, N·out_h·out_w)
-        out = accel.matmul(xp.reshape(self.W, (fn, -1)), self.col)
+        out = xp.reshape(self.W, (fn, -1)) @ self.col
         out += xp.reshape(self.b, (fn, 1))
         return xp.permute_dims(xp.reshape(out, (fn, n, out_h, out_w)), (1, 0, 2, 3))
 
@@ -133,7 +133,7 @@ class Convolution(Layer):
         self.dW = accel.matmul(dout, self.col.T, out=self.grad_view("dW"), shape=tuple(self.W.shape))
         if not self.need_dx:
             return None
-        dcol = accel.matmul(xp.reshape(self.W, (fn, -1)).T, dout)
+        dcol = xp.reshape(self.W, (fn, -1)).T @ dout
         return col2im_t(dcol, self.x_shape, fh, fw, self.stride, self.pad)
 
 

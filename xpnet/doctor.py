@@ -6,6 +6,8 @@ run on it and checked against a float64 result made on the host, and on a GPU on
 kernels and one random draw too (a cuBLAS matmul compiles nothing: a host without the CUDA headers
 passes it and then fails on the first elementwise operation). When CUDA is unusable it says why
 (``backend.cuda_status``) and what to do about it, and it says which CuPy build matches the driver.
+It also measures NumPy's float32 GEMM rate, and where ``OPENBLAS_CORETYPE`` pins OpenBLAS's kernel, the
+rate without the pin (in a fresh process): such a pin halved it on the CI machine.
 
 Exit status: 0 when at least the CPU backend works (xpnet can train, if only on the CPU), 1 when it does
 not, and 2 with ``--require-cuda`` when no CUDA device works.
@@ -21,11 +23,13 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MATMUL_N = 64
+GEMM_N = 512  # the doctor's speed probe: big enough for every BLAS thread
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Report:
     environment: dict[str, str | None] = field(default_factory=dict)
     advice: list[str] = field(default_factory=list)
     fast_paths: dict[str, str] = field(default_factory=dict)
+    blas: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cpu_ok(self) -> bool:
@@ -136,6 +141,58 @@ def matmul_check(dev: Any) -> tuple[bool, str]:
     ok = got.shape == ref.shape and err <= 1e-3 * float(np.max(np.abs(ref)))
     verdict = "checked" if ok else "WRONG RESULT"
     return ok, f"{MATMUL_N}x{MATMUL_N} float32 matmul {verdict} (max error {err:.1e})"
+
+
+def gemm_gflops(n: int = GEMM_N, seconds: float = 0.3) -> float:
+    """NumPy's best float32 n×n·n×n rate in GFLOP/s over about ``seconds`` of repeats."""
+    import time
+
+    import numpy as np
+
+    a, b = np.ones((n, n), np.float32), np.ones((n, n), np.float32)
+    a @ b  # first call: OpenBLAS allocates its buffers and wakes its threads
+    best, end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def blas_probe() -> None:
+    """Print this process's BLAS kernel and GEMM rate as JSON (the doctor runs it without the pin)."""
+    from xpnet.accel import tuning
+
+    print(json.dumps({"kernel": tuning.blas_info()["core"], "gflops": gemm_gflops()}))
+
+
+def blas_facts() -> tuple[dict[str, Any], list[str]]:
+    """NumPy's BLAS: library, kernel, threads, float32 GEMM rate; where ``OPENBLAS_CORETYPE`` pins the
+    kernel, the kernel and rate OpenBLAS gets without the pin (a fresh process), and advice if that is faster."""
+    from xpnet.accel import tuning
+
+    info, pin = tuning.blas_info(), tuning.blas_pin()
+    facts: dict[str, Any] = {"library": info["name"], "kernel": info["core"], "threads": info["threads"],
+                             "pinned by OPENBLAS_CORETYPE": pin, "float32 GEMM GFLOP/s": round(gemm_gflops())}
+    if pin is None:
+        return facts, []
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    try:
+        proc = subprocess.run([sys.executable, "-c", "from xpnet import doctor; doctor.blas_probe()"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        native = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        facts["without the pin"] = f"could not measure: {_first_line(exc)}"
+        return facts, []
+    facts["without the pin"] = f"{native['kernel']} kernel, {round(native['gflops'])} GFLOP/s"
+    if native["gflops"] > 1.1 * facts["float32 GEMM GFLOP/s"]:
+        return facts, [f"OPENBLAS_CORETYPE={pin} holds NumPy's products to {facts['float32 GEMM GFLOP/s']} GFLOP/s; "
+                       f"without it OpenBLAS picks its {native['kernel']} kernel here ({round(native['gflops'])} "
+                       "GFLOP/s): unset it (env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE) unless your OpenBLAS "
+                       "needs it"]
+    return facts, []
 
 
 def kernel_check(dev: Any) -> tuple[bool, str]:
@@ -280,8 +337,9 @@ def diagnose() -> Report:
         ok, detail = matmul_check(backend.wrap(strict, strict.Device("device1"), name="strict"))
         rep.checks.append(Check("strict", "strict", ok, f"{detail} (tests only)"))
 
-    tuning.tune_host()  # as xpnet train does, so the line says whether glibc and OpenBLAS take it
+    tuning.tune_host()  # as xpnet train does, so the line says whether glibc takes it
     rep.fast_paths = {"cpu": accel.describe_line(backend.cpu())}
+    rep.blas, rep.advice = blas_facts()
     rep.cuda = cuda_facts()
     usable, reason, count = backend.cuda_status()
     rep.cuda["usable"] = usable
@@ -289,7 +347,7 @@ def diagnose() -> Report:
     rep.cuda["device count"] = count
     if not usable:
         rep.checks.append(Check("cuda", "cupy", False, reason))
-        rep.advice = advice_for(reason)
+        rep.advice += advice_for(reason)
         return rep
     for i in range(count):
         info = _device_info(i)
@@ -305,8 +363,8 @@ def diagnose() -> Report:
         if ok:
             rep.fast_paths[f"cuda:{i}"] = accel.describe_line(backend.device(f"cuda:{i}"))
     if not rep.cuda_ok:
-        rep.advice = ["CUDA devices are visible but the checks failed on each: update the NVIDIA driver, "
-                      "check `nvidia-smi` for errors (ECC, Xid), and check the GPU is not out of memory"]
+        rep.advice += ["CUDA devices are visible but the checks failed on each: update the NVIDIA driver, "
+                       "check `nvidia-smi` for errors (ECC, Xid), and check the GPU is not out of memory"]
     return rep
 
 
@@ -319,6 +377,8 @@ def format_report(rep: Report) -> str:
         lines.append(f"  {c.name:<8} {c.library:<6} {status:<9} {c.detail}")
     lines += ["", "fast paths (xpnet.accel; the trainer's start line also says whether a net runs a fused conv block)"]
     lines += [f"  {k:<8} {v.removeprefix('fast paths: ')}" for k, v in rep.fast_paths.items()]
+    lines += ["", "NumPy's BLAS"]
+    lines += [f"  {k:<28} {v if v is not None else '(unset)'}" for k, v in rep.blas.items()]
     lines += ["", "CUDA"]
     lines += [f"  {k:<22} {v}" for k, v in rep.cuda.items() if k not in ("usable", "reason")]
     for d in rep.devices:

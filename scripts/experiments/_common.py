@@ -207,7 +207,7 @@ def run(name: str, experiment: Callable[[Context], dict[str, Any]], args: argpar
     try:
         dev = device(args.device)
         if dev.is_host:
-            tune_host()  # as xpnet train does: reused temporaries, products on the cores that pay
+            tune_host()  # as xpnet train does: reused temporaries
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         ctx = Context(name, args, dev, out)

@@ -8,8 +8,7 @@ either does it or answers None / falls back to the plain code:
 - :func:`kernel`: a fused CuPy kernel for an activation (:mod:`.kernels`);
 - :func:`step`: an optimizer update as one CuPy kernel or through NumPy scratch arrays
   (:mod:`.kernels`, :mod:`.host`), keyed by the optimizer's class, else its Python formula;
-- :func:`matmul` / :func:`sum`: results written straight into a net's flat gradient buffer; NumPy
-  products on the cores that pay for that shape (:mod:`.gemm`);
+- :func:`matmul` / :func:`sum`: results written straight into a net's flat gradient buffer;
 - :func:`im2col_t`: one strided copy instead of a loop of slices (:mod:`.im2col`);
 - :mod:`.flat`: parameters and gradients as views of one buffer; :mod:`.fused_conv`: the
   Convolution → ReLU → max-pool block; :mod:`.tuning`: BLAS threads and the host allocator.
@@ -28,7 +27,6 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from xpnet.accel import gemm  # every NumPy product goes through it: imported once, not per call
 from xpnet.backend import Device, array_namespace
 
 Array = Any
@@ -74,17 +72,14 @@ def matmul(a: Array, b: Array, out: Array = None, shape: tuple[int, ...] | None 
     """``a @ b`` (reshaped to ``shape`` if given); with ``out``, written into that array and ``out`` returned.
 
     ``out`` is a view of a net's flat gradient buffer: NumPy and CuPy write the product there
-    directly (``out=``); other libraries compute it and copy it in. NumPy products go through
-    :mod:`.gemm`, which picks their thread count once an application enables it.
+    directly (``out=``); other libraries compute it and copy it in.
     """
-    lib = native(a)
     if out is None:
-        r = gemm.matmul(a, b) if lib is np else a @ b
+        r = a @ b
         return r if shape is None else array_namespace(r).reshape(r, shape)
     target = out if shape is None else array_namespace(out).reshape(out, (a.shape[0], b.shape[-1]))
-    if lib is np:
-        gemm.matmul(a, b, out=target)
-    elif lib is not None:
+    lib = native(out)
+    if lib is not None:
         lib.matmul(a, b, out=target)
     else:
         target[...] = a @ b
@@ -157,7 +152,6 @@ def describe(dev: Device, net: Any = None) -> dict[str, bool]:
     on["CuPy kernels"] = lib is not None and lib is not np
     on["NumPy out= updates"] = lib is np
     on["allocator tuning"] = dev.is_host and tuning.host_memory_kept()
-    on["product threads"] = lib is np and gemm.enabled()
     return on
 
 

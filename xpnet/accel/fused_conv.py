@@ -95,7 +95,7 @@ class ConvReluPool(Layer):
         bh, bw = out_h // k, out_w // k  # the pooled size
         conv.x_shape = tuple(x.shape)
         conv.col = window_im2col_t(x, fh, fw, conv.stride, conv.pad, k)
-        out = accel.matmul(xp.reshape(conv.W, (fn, -1)), conv.col)
+        out = xp.reshape(conv.W, (fn, -1)) @ conv.col
         self.blocks = xp.reshape(out, (fn, k * k, n * bh * bw))
         m = self.blocks[:, 0, :]
         for j in range(1, k * k):
@@ -133,9 +133,9 @@ class ConvReluPool(Layer):
             if j == 0:
                 dW = accel.matmul(g, col_j.T, out=dW)
             else:
-                dW += accel.matmul(g, col_j.T)
+                dW += g @ col_j.T
             if dcols is not None:
-                dcols[:, j * cols:(j + 1) * cols] = accel.matmul(w2.T, g)
+                dcols[:, j * cols:(j + 1) * cols] = w2.T @ g
         conv.dW = view if view is not None else xp.reshape(dW, tuple(conv.W.shape))
         if dcols is None:
             return None

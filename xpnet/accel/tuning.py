@@ -1,4 +1,4 @@
-"""Process-wide tuning of the host: NumPy's BLAS threads, glibc's malloc, and per-product thread counts.
+"""Process-wide tuning of the host: NumPy's BLAS threads and glibc's malloc.
 
 All are the application's call, not the library's: ``xpnet train``, ``xpnet search``, the experiments
 and ``bench.py`` call :func:`tune_host`; importing xpnet changes nothing in a process.
@@ -53,6 +53,40 @@ def blas_info() -> dict[str, Any]:
     return {"name": texts[0], "core": texts[1], "threads": threads}
 
 
+# OpenBLAS kernels that use AVX-512; the others it ships for x86-64 (Haswell, Zen, Sandybridge, ...) stop at AVX2.
+AVX512_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+
+def blas_pin() -> str | None:
+    """The kernel ``OPENBLAS_CORETYPE`` pins, if set: OpenBLAS reads it once, when NumPy loads it."""
+    return os.environ.get("OPENBLAS_CORETYPE") or None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``avx512f``, ...) from /proc/cpuinfo; empty where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def pin_note(core: str, pin: str | None, flags: frozenset[str]) -> str | None:
+    """One line when a pinned OpenBLAS kernel leaves AVX-512 unused on a CPU that has it, else None.
+
+    Some machines set ``OPENBLAS_CORETYPE=Haswell`` for old OpenBLAS builds that misread new CPUs. On the CI
+    VM (AMD EPYC with AVX-512, NumPy 2.4's OpenBLAS 0.3.31) that pin halves NumPy's float32 GEMM rate
+    (244 vs 431 GFLOP/s, ``xpnet doctor``); without it OpenBLAS picks its SkylakeX kernel.
+    """
+    if pin is None or "avx512f" not in flags or core.lower() in AVX512_KERNELS:
+        return None
+    return (f"OPENBLAS_CORETYPE={pin} keeps NumPy's OpenBLAS on its {core} kernel, but this CPU has AVX-512: "
+            f"unset it unless your OpenBLAS needs it (xpnet doctor measures both)")
+
+
 _SETTER: list[Any] = []  # OpenBLAS's set_num_threads, once looked up (products switch it per call)
 
 
@@ -103,8 +137,11 @@ def host_memory_kept() -> bool:
 
 
 def tune_host() -> dict[str, bool]:
-    """What a training application does on the CPU: keep freed memory (:func:`keep_freed_host_memory`) and
-    run each NumPy product on the thread count that pays for its shape (:mod:`xpnet.accel.gemm`)."""
-    from xpnet.accel import gemm
+    """What a training application does on the CPU: keep freed memory (:func:`keep_freed_host_memory`).
 
-    return {"allocator tuning": keep_freed_host_memory(), "product threads": gemm.enable()}
+    Per-product BLAS thread counts (one thread for small products and for products whose shared operand
+    is large) were tried here and measured twice on the 2-core CI VM, medians of fresh processes: one day
+    they took the MLP step from 459 to 363 µs, the next they made it 285 → 343 µs and SimpleConvNet
+    4.9 → 5.3 ms, with either OpenBLAS kernel. OpenBLAS's own choice is the one that travels.
+    """
+    return {"allocator tuning": keep_freed_host_memory()}
