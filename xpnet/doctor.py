@@ -7,7 +7,7 @@ kernels and one random draw too (a cuBLAS matmul compiles nothing: a host withou
 passes it and then fails on the first elementwise operation). When CUDA is unusable it says why
 (``backend.cuda_status``) and what to do about it, and it says which CuPy build matches the driver.
 It also measures NumPy's float32 GEMM rate, and where ``OPENBLAS_CORETYPE`` pins OpenBLAS's kernel, the
-rate without the pin (in a fresh process): such a pin halved it on the CI machine.
+rate without the pin (in a fresh process): such a pin cost 40% of it on the CI machine.
 
 Exit status: 0 when at least the CPU backend works (xpnet can train, if only on the CPU), 1 when it does
 not, and 2 with ``--require-cuda`` when no CUDA device works.

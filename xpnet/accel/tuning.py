@@ -78,8 +78,8 @@ def pin_note(core: str, pin: str | None, flags: frozenset[str]) -> str | None:
     """One line when a pinned OpenBLAS kernel leaves AVX-512 unused on a CPU that has it, else None.
 
     Some machines set ``OPENBLAS_CORETYPE=Haswell`` for old OpenBLAS builds that misread new CPUs. On the CI
-    VM (AMD EPYC with AVX-512, NumPy 2.4's OpenBLAS 0.3.31) that pin halves NumPy's float32 GEMM rate
-    (244 vs 431 GFLOP/s, ``xpnet doctor``); without it OpenBLAS picks its SkylakeX kernel.
+    VM (AMD EPYC with AVX-512, NumPy 2.4's OpenBLAS 0.3.31) that pin cost NumPy's float32 GEMM 40% of its
+    rate (254–266 vs 435–449 GFLOP/s, bench.py runs within ten minutes); unpinned, OpenBLAS picks SkylakeX.
     """
     if pin is None or "avx512f" not in flags or core.lower() in AVX512_KERNELS:
         return None
@@ -87,7 +87,7 @@ def pin_note(core: str, pin: str | None, flags: frozenset[str]) -> str | None:
             f"unset it unless your OpenBLAS needs it (xpnet doctor measures both)")
 
 
-_SETTER: list[Any] = []  # OpenBLAS's set_num_threads, once looked up (products switch it per call)
+_SETTER: list[Any] = []  # OpenBLAS's set_num_threads, once looked up
 
 
 def set_blas_threads(n: int) -> bool:
