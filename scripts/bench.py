@@ -558,8 +558,7 @@ def machine(dev: backend.Device, threads: dict[str, Any]) -> dict[str, Any]:
         cpu = names[0] if names else cpu
     info: dict[str, Any] = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                             else os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-                            "blas": {**tuning.blas_info(), "pinned": tuning.blas_pin()}, "device": dev.name,
-                            "threads": threads,
+                            "blas": tuning.blas_info(), "device": dev.name, "threads": threads,
                             "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None}
     if "torch" in threads:
         import torch

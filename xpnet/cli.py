@@ -495,9 +495,10 @@ def _run(plan: _Plan) -> int:
     cfg, out, dev = plan.cfg, plan.out, plan.device
     if dev.is_host:
         # An application's choice, not the library's: glibc keeps freed blocks, so the temporaries every
-        # step reallocates cost no page faults (accel.tuning).
-        tuning.tune_host()
+        # step reallocates cost no page faults (see accel.tuning.keep_freed_host_memory).
+        tuning.keep_freed_host_memory()
     info = plan.data.info
+    blas = tuning.blas_info() if dev.is_host else None  # NumPy's BLAS kernel, and any pin of it
     model = _describe_net(cfg, plan.net)
     callbacks: list[Any] = []
     if not plan.quiet:
@@ -537,7 +538,7 @@ def _run(plan: _Plan) -> int:
         "resumed_from": str(plan.resume) if plan.resume else None,
         "dataset": info,
         "device": {"name": dev.name, "backend": dev.backend, "requested": plan.device_request,
-                   **({"blas": {**tuning.blas_info(), "pinned": tuning.blas_pin()}} if dev.is_host else {})},
+                   **({"blas": blas} if blas is not None else {})},
         "model": model,
         "fast_paths": accel.describe(dev, plan.net),
         "hyper_parameters": cfg.hyper_parameters(),
@@ -568,8 +569,7 @@ def _run(plan: _Plan) -> int:
              f"{cfg.resolved_lr():g}{_schedule_words(cfg)}"
              f"{f' | augment {cfg.augment}' if cfg.augment else ''} | {where} | out: {out}")
         _say(accel.describe_line(dev, plan.net))
-        note = tuning.pin_note(tuning.blas_info()["core"], tuning.blas_pin(), tuning.cpu_flags()) \
-            if dev.is_host else None
+        note = tuning.pin_note(blas["core"], blas["pinned"], tuning.cpu_flags()) if blas is not None else None
         if note:
             _say(f"note: {note}")
     t0 = time.perf_counter()

@@ -171,7 +171,8 @@ def blas_facts() -> tuple[dict[str, Any], list[str]]:
     kernel, the kernel and rate OpenBLAS gets without the pin (a fresh process), and advice if that is faster."""
     from xpnet.accel import tuning
 
-    info, pin = tuning.blas_info(), tuning.blas_pin()
+    info = tuning.blas_info()
+    pin = info["pinned"]
     facts: dict[str, Any] = {"library": info["name"], "kernel": info["core"], "threads": info["threads"],
                              "pinned by OPENBLAS_CORETYPE": pin, "float32 GEMM GFLOP/s": round(gemm_gflops())}
     if pin is None:
@@ -337,7 +338,7 @@ def diagnose() -> Report:
         ok, detail = matmul_check(backend.wrap(strict, strict.Device("device1"), name="strict"))
         rep.checks.append(Check("strict", "strict", ok, f"{detail} (tests only)"))
 
-    tuning.tune_host()  # as xpnet train does, so the line says whether glibc takes it
+    tuning.keep_freed_host_memory()  # as xpnet train does, so the line says whether glibc takes it
     rep.fast_paths = {"cpu": accel.describe_line(backend.cpu())}
     rep.blas, rep.advice = blas_facts()
     rep.cuda = cuda_facts()

@@ -40,7 +40,7 @@ matplotlib.use("Agg")  # files only: experiments never open windows
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xpnet.accel.tuning import tune_host  # noqa: E402
+from xpnet.accel.tuning import keep_freed_host_memory  # noqa: E402
 from xpnet.backend import (  # noqa: E402
     Device,
     DeviceError,
@@ -207,7 +207,7 @@ def run(name: str, experiment: Callable[[Context], dict[str, Any]], args: argpar
     try:
         dev = device(args.device)
         if dev.is_host:
-            tune_host()  # as xpnet train does: reused temporaries
+            keep_freed_host_memory()  # every step reallocates the same temporaries: skip the page faults
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         ctx = Context(name, args, dev, out)

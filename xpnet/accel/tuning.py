@@ -1,7 +1,8 @@
 """Process-wide tuning of the host: NumPy's BLAS threads and glibc's malloc.
 
-All are the application's call, not the library's: ``xpnet train``, ``xpnet search``, the experiments
-and ``bench.py`` call :func:`tune_host`; importing xpnet changes nothing in a process.
+Both are the application's call, not the library's: ``xpnet-train``, the experiments and
+``bench.py`` call them; importing xpnet changes nothing in a process. (Per-product BLAS thread counts
+were tried and dropped: one session they sped the MLP step up, the next they slowed it; README, "Performance".)
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ def _openblas() -> tuple[Any, str, str] | None:
 
 
 def blas_info() -> dict[str, Any]:
-    """Which BLAS NumPy uses, its kernel (e.g. 'Haswell', 'SkylakeX') and its thread count, where known."""
+    """Which BLAS NumPy uses, its kernel (e.g. 'Haswell', 'SkylakeX'), its thread count where known, and the
+    kernel ``OPENBLAS_CORETYPE`` pins (:func:`blas_pin`)."""
     import ctypes
 
     ob = _openblas()
     if ob is None:
-        return {"name": "unknown", "core": "unknown", "threads": None}
+        return {"name": "unknown", "core": "unknown", "threads": None, "pinned": blas_pin()}
     lib, prefix, suffix = ob
     texts = []
     for fn in ("get_config", "get_corename"):
@@ -50,7 +52,7 @@ def blas_info() -> dict[str, Any]:
         f.restype = ctypes.c_char_p
         texts.append(f().decode(errors="replace").strip())
     threads = int(getattr(lib, f"{prefix}get_num_threads{suffix}")())
-    return {"name": texts[0], "core": texts[1], "threads": threads}
+    return {"name": texts[0], "core": texts[1], "threads": threads, "pinned": blas_pin()}
 
 
 # OpenBLAS kernels that use AVX-512; the others it ships for x86-64 (Haswell, Zen, Sandybridge, ...) stop at AVX2.
@@ -87,17 +89,13 @@ def pin_note(core: str, pin: str | None, flags: frozenset[str]) -> str | None:
             f"unset it unless your OpenBLAS needs it (xpnet doctor measures both)")
 
 
-_SETTER: list[Any] = []  # OpenBLAS's set_num_threads, once looked up
-
-
 def set_blas_threads(n: int) -> bool:
     """Set NumPy's OpenBLAS thread count at run time; False where the BLAS is not one we can reach."""
-    if not _SETTER:
-        ob = _openblas()
-        _SETTER.append(None if ob is None else getattr(ob[0], f"{ob[1]}set_num_threads{ob[2]}"))
-    if _SETTER[0] is None:
+    ob = _openblas()
+    if ob is None:
         return False
-    _SETTER[0](int(n))
+    lib, prefix, suffix = ob
+    getattr(lib, f"{prefix}set_num_threads{suffix}")(int(n))
     return True
 
 
@@ -135,13 +133,3 @@ def host_memory_kept() -> bool:
     """Whether :func:`keep_freed_host_memory` has been called and took effect (it is not called here)."""
     return bool(_HOST_ALLOCATOR and _HOST_ALLOCATOR[0])
 
-
-def tune_host() -> dict[str, bool]:
-    """What a training application does on the CPU: keep freed memory (:func:`keep_freed_host_memory`).
-
-    Per-product BLAS thread counts (one thread for small products and for products whose shared operand
-    is large) were tried here and measured twice on the 2-core CI VM, medians of fresh processes: one day
-    they took the MLP step from 459 to 363 µs, the next they made it 285 → 343 µs and SimpleConvNet
-    4.9 → 5.3 ms, with either OpenBLAS kernel. OpenBLAS's own choice is the one that travels.
-    """
-    return {"allocator tuning": keep_freed_host_memory()}

@@ -348,7 +348,7 @@ def run_in_process(s: Search, worker: int, dataset: Any = None, reap_local: bool
     if backend.device(device).is_host:
         from xpnet.accel import tuning
 
-        tuning.tune_host()  # as xpnet train does: an application's choice
+        tuning.keep_freed_host_memory()  # as xpnet train does: an application's choice
     deadline = None if s.args.timeout is None else time.time() + s.args.timeout
     with workermod.sigterm_as_sigint():
         return workermod.run_worker(worker_study(s, worker), Objective(setup, dataset), s.args.trials, deadline,
