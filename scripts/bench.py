@@ -13,11 +13,15 @@ measured float32 GEMM rate, and how close each run gets to it.
     python scripts/bench.py --configs mlp --threads 1 --out bench.json
     python scripts/bench.py --tiny --no-torch --out /tmp/b.json   # a few steps: a smoke test
     python scripts/bench.py --e2e --threads 2               # the bare main job end to end vs scripts/torch_twin.py
+    python scripts/bench.py --breakdown --configs mlp       # where xpnet's step goes, layer by layer
 
 ``--e2e`` times whole processes instead: the bare ``python scripts/train.py`` (load, train, per-epoch
 evaluation, files) against ``scripts/torch_twin.py``, the same job written as a PyTorch user would (with
 tutorials' ``DataLoader`` and with tensor slicing), alternating runs, each in a fresh folder, after one
 untimed run of each (which fills the data caches both keep).
+
+``--breakdown`` splits xpnet's step instead (:mod:`xpnet.breakdown`): each layer's forward and backward, the
+loss and the update, in microseconds per step and as a share of it.
 
 On machines that pin OPENBLAS_CORETYPE for old OpenBLAS builds, prefix the command with
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` to measure NumPy's native kernel (the machine line says
@@ -48,7 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import xpnet  # noqa: E402
-from xpnet import backend, nets, optim  # noqa: E402
+from xpnet import backend, breakdown, nets, optim  # noqa: E402
 from xpnet.accel import tuning  # noqa: E402
 from xpnet.conv import Convolution, Pooling, out_size  # noqa: E402
 from xpnet.layers import Affine, Flatten, Relu  # noqa: E402
@@ -549,6 +553,28 @@ def print_e2e(result: dict[str, Any]) -> None:
               + f"  [{r['command']}]")
 
 
+# -- where the step goes -----------------------------------------------------------------------------------
+
+def breakdown_config(name: str, args: argparse.Namespace, dev: backend.Device) -> dict[str, Any]:
+    """xpnet's step on one config split into its parts (about a second of clocked steps)."""
+    cfg = CONFIGS[name]
+    r = XpnetRunner(cfg, dev, host_batches(cfg, args.data, POOL))
+    steps, _ = warm_up(r, args.tiny, seconds=1.0)
+    got = breakdown.step_breakdown(r.net, r.opt, r.batches, steps, dev.synchronize, warm_up=0 if args.tiny else 20)
+    return {"config": name, "title": cfg.title, "batch": cfg.batch, "steps": steps,
+            "bare_step_us": 1e6 * got.bare_s, "clocked_step_us": 1e6 * got.clocked_s,
+            "parts": [{"part": part, "us": 1e6 * s} for part, s in got.rows()]}
+
+
+def print_breakdown(result: dict[str, Any]) -> None:
+    for row in result["breakdown"]:
+        print(f"{row['title']}, batch {row['batch']}: bare step {row['bare_step_us']:.1f} us, "
+              f"clocked {row['clocked_step_us']:.1f} us ({row['steps']} steps each)")
+        print(f"  {'part':50} {'us/step':>8} {'share':>6}")
+        for part in row["parts"]:
+            print(f"  {part['part']:50} {part['us']:8.1f} {100 * part['us'] / row['clocked_step_us']:5.1f}%")
+
+
 # -- report -------------------------------------------------------------------------------------------
 
 def machine(dev: backend.Device, threads: dict[str, Any]) -> dict[str, Any]:
@@ -644,6 +670,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="time the bare main job end to end against scripts/torch_twin.py instead of the configs "
                         "(--repeats defaults to 3)")
     p.add_argument("--epochs", type=int, default=None, help="--e2e: epochs of both jobs (default: the job's 10)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="split xpnet's step into each layer's forward and backward, the loss and the update "
+                        "(no PyTorch run)")
     p.add_argument("--one-process", action="store_true",
                    help="time every repeat in this process (quicker) instead of each in a fresh one")
     p.add_argument("--_memory-worker", dest="memory_worker", default=None, help=argparse.SUPPRESS)
@@ -658,6 +687,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.config_names = names
     if args.repeats is None:
         args.repeats = 1 if args.tiny and args.e2e else 3 if args.e2e else 5 if args.tiny else 7
+    if args.breakdown and args.e2e:
+        raise BenchError("--breakdown splits one step; --e2e times whole jobs: choose one")
     if args.epochs is not None and args.epochs < 1:
         raise BenchError(f"--epochs must be >= 1, got {args.epochs}")
     if args.repeats < 1:
@@ -698,8 +729,8 @@ def main(argv: list[str] | None = None) -> int:
         time_worker(json.loads(args.time_worker))
         return 0
     dev = resolve_device(args.device)
-    use_torch = not args.no_torch and torch_available()
-    if not args.no_torch and not use_torch:
+    use_torch = not args.no_torch and not args.breakdown and torch_available()
+    if not args.no_torch and not args.breakdown and not use_torch:
         print("bench.py: PyTorch is not installed (pip install torch==2.13.0); timing xpnet alone", file=sys.stderr)
     if use_torch and torch_device(dev) is None:
         print(f"bench.py: this PyTorch build cannot use {dev.name}; timing xpnet alone", file=sys.stderr)
@@ -721,6 +752,14 @@ def main(argv: list[str] | None = None) -> int:
         result["e2e"] = run_e2e(args, use_torch)
         print_table(result)
         print_e2e(result)
+        if args.out is not None:
+            write_json_atomic(args.out, result)
+            print(f"wrote {args.out}")
+        return 0
+    if args.breakdown:
+        result["breakdown"] = [breakdown_config(name, args, dev) for name in args.config_names]
+        print(machine_line(result))
+        print_breakdown(result)
         if args.out is not None:
             write_json_atomic(args.out, result)
             print(f"wrote {args.out}")

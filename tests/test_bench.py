@@ -112,11 +112,24 @@ def test_torch_twin_has_the_same_initial_weights(bench: ModuleType) -> None:
     np.testing.assert_allclose(theirs, to_host(net.predict(x)), rtol=1e-4, atol=1e-6)
 
 
+def test_tiny_breakdown_splits_the_step_by_layer(tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    proc = run("--tiny", "--breakdown", "--configs", "conv", "--threads", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())["breakdown"][0]
+    parts = [p["part"] for p in row["parts"]]
+    assert parts[0] == "ConvReluPool 1 forward" and parts[-2:] == ["SGD.update", parts[-1]]
+    assert parts[-1].startswith("rest of the step")
+    assert sum(p["us"] for p in row["parts"]) == pytest.approx(row["clocked_step_us"])
+    assert row["bare_step_us"] > 0 and "Affine 2 backward" in proc.stdout and "torch" not in proc.stdout
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--configs", "mlp,resnet"], "unknown config(s) ['resnet']"),
     (["--repeats", "0"], "--repeats must be >= 1"),
     (["--threads", "0"], "--threads must be >= 1"),
     (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--breakdown", "--e2e"], "--breakdown splits one step; --e2e times whole jobs"),
 ])
 def test_bad_requests_fail_in_one_line(args: list[str], message: str) -> None:
     proc = run("--tiny", "--no-torch", *args)

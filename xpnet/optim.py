@@ -46,6 +46,19 @@ class Optimizer:
         raise NotImplementedError
 
     def update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
+        whole = flat.whole_buffers(params, grads)  # a net's flat buffers: every parameter in one step
+        if whole is None:  # (flat buffers of one layout have the same names and shapes by construction)
+            self._check_grads(params, grads)
+        self.iter += 1
+        hyper = self.hyper()
+        if whole is not None:
+            p, g = whole
+            accel.step(self, p, g, [self._flat_state(s, params).flat for s in self.slots], hyper)
+            return
+        for key, p in params.items():
+            accel.step(self, p, grads[key], [self._state(s, key, p) for s in self.slots], hyper)
+
+    def _check_grads(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         missing = [k for k in params if k not in grads]
         if missing:
             raise ValueError(f"{type(self).__name__}.update: no gradient for parameter(s) {missing}")
@@ -54,15 +67,6 @@ class Optimizer:
             if g.shape != p.shape and tuple(g.shape) != tuple(p.shape):
                 raise ValueError(f"gradient for {key!r} has shape {tuple(g.shape)}, "
                                  f"parameter has {tuple(p.shape)}")
-        self.iter += 1
-        hyper = self.hyper()
-        whole = flat.whole_buffers(params, grads)  # a net's flat buffers: every parameter in one step
-        if whole is not None:
-            p, g = whole
-            accel.step(self, p, g, [self._flat_state(s, params).flat for s in self.slots], hyper)
-            return
-        for key, p in params.items():
-            accel.step(self, p, grads[key], [self._state(s, key, p) for s in self.slots], hyper)
 
     def _flat_state(self, slot: str, params: flat.FlatParams) -> flat.FlatParams:
         """State laid out like ``params`` (``state[slot]`` becomes a FlatParams of views)."""

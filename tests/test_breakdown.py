@@ -1,0 +1,70 @@
+"""xpnet.breakdown: the clocks charge each part its own time, change nothing, and leave no trace."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.helpers import host, labels, randn
+from xpnet import breakdown, nets, optim
+from xpnet.backend import Device
+from xpnet.layers import Relu
+
+
+class SlowRelu(Relu):
+    """A ReLU whose backward pass also sleeps: a part whose time is known."""
+
+    def backward(self, dout: Any) -> Any:
+        time.sleep(0.003)
+        return super().backward(dout)
+
+
+def small_net(dev: Device, seed: int = 3) -> nets.MultiLayerNet:
+    return nets.MultiLayerNet(12, [8, 8], 4, device=dev, seed=seed, dtype="float32")
+
+
+def batches(dev: Device) -> list[tuple[Any, Any]]:
+    return [(randn(dev, 5, 12, seed=s, dtype="float32"), labels(dev, 5, 4, seed=s)) for s in range(3)]
+
+
+def test_parts_follow_the_data_and_add_up_to_the_clocked_step(dev: Device) -> None:
+    net, opt = small_net(dev), optim.Adam(lr=0.01)
+    got = breakdown.step_breakdown(net, opt, batches(dev), steps=4, sync=dev.synchronize, warm_up=1)
+    names = [name for name, _ in got.parts]
+    assert names == ["Affine 1 forward", "Relu 1 forward", "Affine 2 forward", "Relu 2 forward", "Affine 3 forward",
+                     "SoftmaxWithLoss forward", "SoftmaxWithLoss backward", "Affine 3 backward", "Relu 2 backward",
+                     "Affine 2 backward", "Relu 1 backward", "Affine 1 backward", "Adam.update"]
+    assert all(s > 0 for _, s in got.parts)
+    assert sum(s for _, s in got.rows()) == pytest.approx(got.clocked_s)
+    assert got.bare_s > 0 and got.rest_s > -1e-6
+
+
+def test_a_slow_part_is_charged_to_itself(dev: Device) -> None:
+    net = small_net(dev)
+    net.layers[1].__class__ = SlowRelu  # the first hidden ReLU now sleeps 3 ms in backward
+    got = dict(breakdown.step_breakdown(net, optim.SGD(lr=0.1), batches(dev), steps=5, warm_up=0).parts)
+    assert got["SlowRelu 1 backward"] >= 0.003
+    assert got["Relu 1 backward"] < 0.003  # the second hidden ReLU, a plain one, is counted on its own
+    assert got["SlowRelu 1 forward"] < 0.003
+
+
+def test_clocked_steps_train_exactly_like_bare_ones_and_the_clocks_come_off(dev: Device) -> None:
+    a, b = small_net(dev), small_net(dev)
+    opt_a, opt_b = optim.Momentum(lr=0.05), optim.Momentum(lr=0.05)
+    data = batches(dev)
+    breakdown.step_breakdown(a, opt_a, data, steps=3, warm_up=2)
+    for run in (2, 3, 2, 3):  # the same steps, bare: warm-up and timed steps, unclocked and then clocked
+        for i in range(run):
+            x, t = data[i % len(data)]
+            opt_b.update(b.params, b.gradient(x, t))
+    for key in a.params:
+        assert host(a.params[key]).tolist() == host(b.params[key]).tolist(), key
+    for obj in [*a.plan, a.last_layer, opt_a]:
+        assert not {"forward", "backward", "update"} & set(vars(obj)), obj
+
+
+def test_it_refuses_nothing_to_time(dev: Device) -> None:
+    with pytest.raises(ValueError, match="steps >= 1"):
+        breakdown.step_breakdown(small_net(dev), optim.SGD(), batches(dev), steps=0)
