@@ -65,6 +65,21 @@ def test_clocked_steps_train_exactly_like_bare_ones_and_the_clocks_come_off(dev:
         assert not {"forward", "backward", "update"} & set(vars(obj)), obj
 
 
+def test_an_instance_s_own_method_is_clocked_and_then_put_back(dev: Device) -> None:
+    net, opt = small_net(dev), optim.SGD(lr=0.1)
+    calls = []
+    own_update = opt.update
+
+    def update(params: Any, grads: Any) -> None:
+        calls.append(1)
+        own_update(params, grads)
+
+    opt.update = update  # type: ignore[method-assign]
+    got = dict(breakdown.step_breakdown(net, opt, batches(dev), steps=2, warm_up=1).parts)
+    assert len(calls) == 6 and got["SGD.update"] > 0  # 1 + 2 bare, 1 + 2 clocked
+    assert opt.update is update
+
+
 def test_it_refuses_nothing_to_time(dev: Device) -> None:
     with pytest.raises(ValueError, match="steps >= 1"):
         breakdown.step_breakdown(small_net(dev), optim.SGD(), batches(dev), steps=0)

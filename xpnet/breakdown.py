@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Array = Any
+_NONE = object()  # "the instance had no attribute of its own by this name"
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Breakdown:
         return [*self.parts, ("rest of the step (checks, loop, gradient buffer)", self.rest_s)]
 
 
-def part_names(net: Any, optimizer: Any) -> list[tuple[Any, str, str]]:
+def parts_of(net: Any, optimizer: Any) -> list[tuple[Any, str, str]]:
     """(object, method, name) for every clocked part, in the order a step runs them."""
     counts: dict[str, int] = {}
     named = []
@@ -55,13 +56,17 @@ def part_names(net: Any, optimizer: Any) -> list[tuple[Any, str, str]]:
 def clocked(parts: list[tuple[Any, str, str]], sync: Callable[[], None]) -> Iterator[dict[str, float]]:
     """Total seconds spent in each part while the block runs (keys: the parts' names)."""
     spent = {name: 0.0 for _, _, name in parts}
+    shadowed = [(obj, method, obj.__dict__.get(method, _NONE)) for obj, method, _ in parts]
     for obj, method, name in parts:
         obj.__dict__[method] = _clock(getattr(obj, method), name, spent, sync)
     try:
         yield spent
-    finally:
-        for obj, method, _ in parts:
-            obj.__dict__.pop(method, None)
+    finally:  # put back exactly what was there: nothing, or an instance's own attribute
+        for obj, method, before in reversed(shadowed):
+            if before is _NONE:
+                obj.__dict__.pop(method, None)
+            else:
+                obj.__dict__[method] = before
 
 
 def _clock(fn: Callable[..., Any], name: str, spent: dict[str, float], sync: Callable[[], None]
@@ -91,7 +96,7 @@ def step_breakdown(net: Any, optimizer: Any, batches: Sequence[tuple[Array, Arra
 
     run(warm_up)
     bare = run(steps)
-    parts = part_names(net, optimizer)
+    parts = parts_of(net, optimizer)
     with clocked(parts, sync) as spent:
         run(warm_up)
         for name in spent:
