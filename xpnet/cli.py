@@ -529,31 +529,7 @@ def _run(plan: _Plan) -> int:
         _say(f"error: {exc}")
         return EXIT_USAGE
 
-    started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    summary: dict[str, Any] = {
-        "status": "running",
-        "command": plan.argv,
-        "started": started,
-        "out": str(out),
-        "resumed_from": str(plan.resume) if plan.resume else None,
-        "dataset": info,
-        "device": {"name": dev.name, "backend": dev.backend, "requested": plan.device_request,
-                   **({"blas": blas} if blas is not None else {})},
-        "model": model,
-        "fast_paths": accel.describe(dev, plan.net),
-        "hyper_parameters": cfg.hyper_parameters(),
-        "versions": metrics.package_versions(),
-        "files": {"metrics": "metrics.csv", "curves": "curves.png", "checkpoint": ckpt.FILENAME,
-                  **({"best": BEST_FILENAME} if best is not None else {})},
-    }
-    summary["commands"] = [summary["command"]]
-    if plan.resume_state is not None:  # a continued run keeps when it started and every command it took
-        try:
-            old = _read_json(out / "summary.json")
-            summary["started"] = old.get("started", started)
-            summary["commands"] = [*old.get("commands", [old["command"]]), summary["command"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+    summary = _start_summary(plan, model, blas, with_best=best is not None)
     try:
         metrics.write_summary(out / "summary.json", summary)
     except OSError as exc:
@@ -561,17 +537,7 @@ def _run(plan: _Plan) -> int:
         return EXIT_FAIL
 
     if not plan.quiet:
-        where = f"resuming at epoch {trainer.epoch + 1}, step {trainer.global_step}" if plan.resume \
-            else f"{cfg.epochs} epochs of {trainer.steps_per_epoch} steps"
-        _say(f"{cfg.model} {'-'.join(map(str, [*model['input_shape'], *cfg.hidden_sizes, 10]))} "
-             f"({model['n_params']:,} params) on {info['name']} ({info['n_train']} train, "
-             f"{info['n_val']} val, {info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
-             f"{cfg.resolved_lr():g}{_schedule_words(cfg)}"
-             f"{f' | augment {cfg.augment}' if cfg.augment else ''} | {where} | out: {out}")
-        _say(accel.describe_line(dev, plan.net))
-        note = tuning.pin_note(blas["core"], blas["pinned"], tuning.cpu_flags()) if blas is not None else None
-        if note:
-            _say(f"note: {note}")
+        _start_line(plan, trainer, model, blas)
     t0 = time.perf_counter()
     try:
         result = trainer.fit()
@@ -613,6 +579,63 @@ def _run(plan: _Plan) -> int:
     if res is None:
         _say(f"error: summary.json could not be written to {out}")
         return EXIT_FAIL
+    return _end_message(plan, trainer, checkpoint, result)
+
+
+def _start_summary(plan: _Plan, model: dict[str, Any], blas: dict[str, Any] | None, with_best: bool
+                   ) -> dict[str, Any]:
+    """summary.json as the run starts (status "running"); a resumed run keeps its start and its commands."""
+    from xpnet.train import metrics
+    from xpnet.train.selection import BEST_FILENAME
+
+    cfg, out, dev, info = plan.cfg, plan.out, plan.device, plan.data.info
+    started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    summary: dict[str, Any] = {
+        "status": "running",
+        "command": plan.argv,
+        "started": started,
+        "out": str(out),
+        "resumed_from": str(plan.resume) if plan.resume else None,
+        "dataset": info,
+        "device": {"name": dev.name, "backend": dev.backend, "requested": plan.device_request,
+                   **({"blas": blas} if blas is not None else {})},
+        "model": model,
+        "fast_paths": accel.describe(dev, plan.net),
+        "hyper_parameters": cfg.hyper_parameters(),
+        "versions": metrics.package_versions(),
+        "files": {"metrics": "metrics.csv", "curves": "curves.png", "checkpoint": ckpt.FILENAME,
+                  **({"best": BEST_FILENAME} if with_best else {})},
+    }
+    summary["commands"] = [summary["command"]]
+    if plan.resume_state is not None:  # a continued run keeps when it started and every command it took
+        try:
+            old = _read_json(out / "summary.json")
+            summary["started"] = old.get("started", started)
+            summary["commands"] = [*old.get("commands", [old["command"]]), summary["command"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return summary
+
+
+def _start_line(plan: _Plan, trainer: Any, model: dict[str, Any], blas: dict[str, Any] | None) -> None:
+    """What runs where, the fast paths, and a note when the BLAS kernel is pinned below what the CPU can do."""
+    cfg, dev, info = plan.cfg, plan.device, plan.data.info
+    where = f"resuming at epoch {trainer.epoch + 1}, step {trainer.global_step}" if plan.resume \
+        else f"{cfg.epochs} epochs of {trainer.steps_per_epoch} steps"
+    _say(f"{cfg.model} {'-'.join(map(str, [*model['input_shape'], *cfg.hidden_sizes, 10]))} "
+         f"({model['n_params']:,} params) on {info['name']} ({info['n_train']} train, "
+         f"{info['n_val']} val, {info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
+         f"{cfg.resolved_lr():g}{_schedule_words(cfg)}"
+         f"{f' | augment {cfg.augment}' if cfg.augment else ''} | {where} | out: {plan.out}")
+    _say(accel.describe_line(dev, plan.net))
+    note = tuning.pin_note(blas["core"], blas["pinned"], tuning.cpu_flags()) if blas is not None else None
+    if note:
+        _say(f"note: {note}")
+
+
+def _end_message(plan: _Plan, trainer: Any, checkpoint: Any, result: Any) -> int:
+    """The last word on a run that ended without an exception, and its exit status."""
+    cfg = plan.cfg
     if result.status == "diverged":
         kept = (f"the last good checkpoint (epoch {checkpoint.saved_epoch}) is kept at {checkpoint.path}"
                 if checkpoint.saved_epoch is not None and checkpoint.path.exists()
