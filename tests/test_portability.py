@@ -11,7 +11,10 @@ from tests.helpers import randn
 from xpnet import accel
 from xpnet.backend import Device
 
-COMPUTE_MODULES = ["functions", "layer", "layers", "conv", "init", "optim", "nets", "gradcheck"]
+# The book facade's functions and layers too: they re-export the book's ``np`` from xpnet.book._device,
+# the facade's host-side bridge, and compute only through xpnet's layers and functions.
+COMPUTE_MODULES = ["functions", "layer", "layers", "conv", "init", "optim", "nets", "gradcheck",
+                   "book/functions", "book/layers"]
 PKG = Path(__file__).resolve().parents[1] / "xpnet"
 
 

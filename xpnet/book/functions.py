@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np  # re-exported, not used: the book's `from common.functions import *` brings np
-
 from xpnet import functions as F
 from xpnet.backend import array_namespace as namespace
-from xpnet.book._device import as_array
+from xpnet.book._device import as_array, np  # np re-exported: the book's `from common.functions import *` brings it
 
 __all__ = ["identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad", "softmax",
            "sum_squared_error", "cross_entropy_error", "softmax_loss", "np"]

@@ -8,11 +8,10 @@ training, evaluation is the identity); the book scales by 1 − r at evaluation 
 
 from __future__ import annotations
 
-import numpy as np  # re-exported, not used: the book's `from common.layers import *` brings np
-
-from xpnet.book.functions import (
+from xpnet.book.functions import (  # np too: the book's `from common.layers import *` brings it
     cross_entropy_error,
     identity_function,
+    np,
     relu,
     sigmoid,
     sigmoid_grad,
