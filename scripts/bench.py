@@ -752,23 +752,16 @@ def main(argv: list[str] | None = None) -> int:
         result["e2e"] = run_e2e(args, use_torch)
         print_table(result)
         print_e2e(result)
-        if args.out is not None:
-            write_json_atomic(args.out, result)
-            print(f"wrote {args.out}")
-        return 0
-    if args.breakdown:
+    elif args.breakdown:
         result["breakdown"] = [breakdown_config(name, args, dev) for name in args.config_names]
         print(machine_line(result))
         print_breakdown(result)
-        if args.out is not None:
-            write_json_atomic(args.out, result)
-            print(f"wrote {args.out}")
-        return 0
-    for name in args.config_names:
-        row = bench_config(name, args, dev, use_torch)
-        row["ceiling_samples_per_s"] = rate * 1e9 / row["flops_per_sample"]
-        result["results"].append(row)
-    print_table(result)
+    else:
+        for name in args.config_names:
+            row = bench_config(name, args, dev, use_torch)
+            row["ceiling_samples_per_s"] = rate * 1e9 / row["flops_per_sample"]
+            result["results"].append(row)
+        print_table(result)
     if args.out is not None:
         write_json_atomic(args.out, result)
         print(f"wrote {args.out}")
