@@ -11,10 +11,11 @@ from tests.helpers import randn
 from xpnet import accel
 from xpnet.backend import Device
 
-# The book facade's functions and layers too: they re-export the book's ``np`` from xpnet.book._device,
-# the facade's host-side bridge, and compute only through xpnet's layers and functions.
+# The book facade's compute modules too: they re-export the book's ``np`` from xpnet.book._device, the
+# facade's host-side bridge, and compute only through xpnet's own layers, functions, optimizers and nets.
 COMPUTE_MODULES = ["functions", "layer", "layers", "conv", "init", "optim", "nets", "gradcheck",
-                   "book/functions", "book/layers"]
+                   "book/functions", "book/layers", "book/optimizer", "book/two_layer_net", "book/multi_layer_net",
+                   "book/multi_layer_net_extend", "book/simple_convnet", "book/deep_convnet"]
 PKG = Path(__file__).resolve().parents[1] / "xpnet"
 
 

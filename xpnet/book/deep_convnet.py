@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from xpnet import nets
+from xpnet.book._device import np  # re-exported: the book's `import *` of this module brings np
 from xpnet.book._net import BookNet, build_kwargs
 
 __all__ = ["DeepConvNet", "np"]

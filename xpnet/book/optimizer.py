@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np  # re-exported, not used: the book's ch. 6 scripts get np from `import *`
-
 from xpnet import optim
-from xpnet.book._device import as_array
+from xpnet.book._device import (
+    as_array,
+    np,  # re-exported: the book's ch. 6 scripts get np from `import *`
+)
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "optimizer_class_dict", "np"]
 
