@@ -1,6 +1,4 @@
 # Every target sets up what it needs: a fresh clone runs `make train` or `make test` and nothing else.
-# The editable install is a plain .pth to this folder (editable_mode=compat): setuptools' default finder prints
-# an 11-line notice on every fresh venv, before xpnet says anything; the .pth says nothing and works the same here.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -17,7 +15,7 @@ $(VENV)/.installed-%: pyproject.toml backends/%.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r backends/$*.txt
-	$(PY) -m pip install --quiet --no-deps --config-settings editable_mode=compat -e .
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed-$(BACKEND)
