@@ -3,6 +3,7 @@
 The core gathers parameters and gradients by the book's names (W1, b1, gamma1, ...),
 applies weight decay to EVERY weight matrix, and checks inputs once at the
 door so that a layer never sees arrays from the wrong library, device or dtype.
+Above the layers and the fused blocks (``fusion``) it composes; ``train`` and the commands build on it.
 """
 
 from __future__ import annotations

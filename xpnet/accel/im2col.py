@@ -4,6 +4,7 @@ The plain ``xpnet.conv.im2col_t`` copies one image slice per filter position. On
 of those is a kernel launch, so one strided copy is faster; on NumPy the slice loop copies
 whole rows and is as fast (measured), so only the GPU and the window-major layout of the
 fused conv block (:mod:`xpnet.fusion`, whose slices step by k) use this.
+On accel's lower floor: a copy of array strides, below the conv layers that call it.
 """
 
 from __future__ import annotations
