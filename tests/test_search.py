@@ -141,7 +141,8 @@ def test_trials_and_the_best_command_train_with_the_schedule_and_clipping(
     space.write_text('[lr]\nkind = "log-uniform"\nlow = 0.05\nhigh = 0.3\n')
     out = tmp_path / "s"
     rc, _, err = run_main(capsys, *TINY, "--optimizer", "sgd", "--epochs", "3", "--trials", "2", "--sampler",
-                          "random", "--pruner", "none", "--space", str(space), "--out", str(out), *SCHEDULED)
+                          "random", "--pruner", "none", "--space", str(space), "--out", str(out), *SCHEDULED,
+                          "--final")
     assert rc == 0, err
     st = load_study(out)
     for t in st.trials:
@@ -159,6 +160,15 @@ def test_trials_and_the_best_command_train_with_the_schedule_and_clipping(
     again = read_csv(tmp_path / "again" / "metrics.csv")
     assert [r["val_acc"] for r in again] == [r["val_acc"] for r in trial_rows]
     assert [r["lr"] for r in again] == [r["lr"] for r in trial_rows]
+    # --final trains as its recorded command does too (the schedule and the clipping included).
+    final = json.loads((out / "final" / "final.json").read_text())
+    assert all(flag in final["command"] for flag in ("--schedule cosine", "--warmup-epochs 1", "--clip-norm 1"))
+    rc = train_cli.main([*final["argv"], "--device", "cpu", "--out", str(tmp_path / "final-again"), "--quiet"])
+    assert rc == 0
+    capsys.readouterr()
+    columns = ("train_loss", "train_acc", "lr")
+    assert [[r[c] for c in columns] for r in read_csv(tmp_path / "final-again" / "metrics.csv")] == \
+        [[r[c] for c in columns] for r in read_csv(out / "final" / "metrics.csv")]
 
 
 def test_pruner_stops_trials_early(tmp_path: Path, mnist: None, capsys: pytest.CaptureFixture[str]) -> None:

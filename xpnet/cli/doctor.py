@@ -1,4 +1,4 @@
-"""``xpnet doctor`` (or ``xpnet-doctor``): what xpnet can run on here, and what to do if CUDA can't.
+"""``python -m xpnet doctor`` (or ``xpnet-doctor``): what xpnet can run on here, and what to do if CUDA can't.
 
 The facts and the advice come from :mod:`xpnet.diagnosis` (see there for what is checked);
 this module is the command: its flags, the report as text or JSON, and the exit status.
