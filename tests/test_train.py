@@ -16,6 +16,7 @@ import pytest
 from xpnet import backend, nets, optim
 from xpnet.data import DataLoader, load_dataset
 from xpnet.train import (
+    BestCheckpoint,
     Callback,
     Checkpoint,
     CheckpointError,
@@ -24,6 +25,7 @@ from xpnet.train import (
     Plot,
     StopAfterSteps,
     Trainer,
+    select_and_test,
 )
 from xpnet.train import checkpoint as ckpt
 from xpnet.train.metrics import COLUMNS
@@ -266,15 +268,34 @@ def test_early_stopping_patience(accs: list[float], stops: bool) -> None:
         assert fake.stopped[0] == "early-stopped" and "best" in fake.stopped[1]
 
 
+class Snapshots(Callback):
+    """Host copies of the weights at every epoch's end."""
+
+    def __init__(self) -> None:
+        self.by_epoch: dict[int, dict[str, np.ndarray]] = {}
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self.by_epoch[record["epoch"]] = {k: v.copy() for k, v in params(trainer).items()}
+
+
 def test_early_stopping_in_a_run(tmp_path: Path) -> None:
     x, t = blobs(900, seed=2)
+    snaps, best = Snapshots(), BestCheckpoint(tmp_path / "best.npz")
     tr = make(backend.cpu(), epochs=30, x=x[:600], t=t[:600],
-              callbacks=(EarlyStopping(patience=2),))
+              callbacks=(snaps, EarlyStopping(patience=2), best))
     tr.evals["val"] = DataLoader(x[600:], t[600:], 300, shuffle=False)
     result = tr.fit()
     assert result.status == "early-stopped" and result.epochs < 30
-    best = max(r["val_acc"] for r in result.history)
-    assert all(r["val_acc"] <= best for r in result.history[-2:])
+    best_val = max(r["val_acc"] for r in result.history)
+    assert all(r["val_acc"] <= best_val for r in result.history[-2:])
+    vals = [r["val_acc"] for r in result.history]
+    best_epoch = vals.index(best_val) + 1  # the first epoch that reached it (equal is not better)
+    assert result.epochs == best_epoch + 2 == len(result.history)  # stopped exactly `patience` epochs later
+    assert "epoch " + str(best_epoch) in result.reason
+    assert select_and_test(tr, best=best).selected_epoch == best_epoch
+    for k, v in snaps.by_epoch[best_epoch].items():  # the run ends with the best epoch's weights
+        np.testing.assert_array_equal(params(tr)[k], v, err_msg=k)
+    assert any(not np.array_equal(snaps.by_epoch[result.epochs][k], params(tr)[k]) for k in params(tr))
 
 
 def test_metrics_csv_and_plot(tmp_path: Path) -> None:
