@@ -226,9 +226,25 @@ def test_repeats_alternate_between_fresh_processes(bench: ModuleType, monkeypatc
 
 
 def test_a_full_run_times_in_fresh_processes(tmp_path: Path) -> None:
+    """Every repeat is timed in a new child of the bench process: each Python process started logs itself
+    (a sitecustomize on PYTHONPATH), and the log must show one distinct worker per repeat."""
+    log, hook = tmp_path / "processes.jsonl", tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import json, os, sys\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        "    f.write(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'argv': sys.argv}) + '\\n')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
     out = tmp_path / "b.json"
-    proc = run("--repeats", "1", "--no-torch", "--no-memory", "--configs", "conv", "--threads", "1", "--out", str(out))
+    proc = subprocess.run([sys.executable, str(BENCH), "--repeats", "2", "--no-torch", "--no-memory", "--configs",
+                           "conv", "--threads", "1", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr
     row = json.loads(out.read_text())["results"][0]
-    assert row["flops_per_sample"] > 0 and len(row["xpnet"]["repeats_step_ms"]) == 1
+    assert row["flops_per_sample"] > 0 and len(row["xpnet"]["repeats_step_ms"]) == 2
     assert 0 < row["xpnet"]["first_loss"] < 10
+    started = [json.loads(line) for line in log.read_text().splitlines()]
+    [parent] = [p for p in started if "--out" in p["argv"]]
+    workers = [p for p in started if "--_time-worker" in p["argv"]]
+    assert len(workers) == 2 and len({p["pid"] for p in workers}) == 2  # one process per repeat
+    assert all(p["ppid"] == parent["pid"] != p["pid"] for p in workers)  # each a child of the bench run
