@@ -33,10 +33,18 @@ def kernel_manager(spec_dir: Path) -> AsyncKernelManager:
     return AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
 
 
-def execute(nb: Any, cwd: Path, env: dict[str, str] | None = None, timeout: int = 900) -> Any:
-    """Execute ``nb`` (a NotebookNode, changed in place and returned); a cell error raises CellExecutionError."""
+def execute(nb: Any, cwd: Path, env: dict[str, str | None] | None = None, timeout: int = 600) -> Any:
+    """Execute ``nb`` (a NotebookNode, changed in place and returned); a cell error raises CellExecutionError.
+
+    ``env`` adds to (or, with None, removes from) this process's environment; ``timeout`` is per cell.
+    """
     cwd.mkdir(parents=True, exist_ok=True)
-    kernel_env = {**os.environ, "XPNET_OFFLINE": "1", "XDG_CACHE_HOME": str(cwd / ".cache"), **(env or {})}
+    kernel_env = {**os.environ, "XPNET_OFFLINE": "1", "XDG_CACHE_HOME": str(cwd / ".cache")}
+    for key, value in (env or {}).items():
+        if value is None:
+            kernel_env.pop(key, None)
+        else:
+            kernel_env[key] = value
     # The kernel picks matplotlib's inline backend itself; a test run's MPLBACKEND=Agg would hide every figure.
     kernel_env.pop("MPLBACKEND", None)
     client = NotebookClient(nb, timeout=timeout, km=kernel_manager(cwd / ".kernels"),
