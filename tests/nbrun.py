@@ -3,7 +3,7 @@
 The kernel is this test process's own interpreter (``sys.executable``, the project's venv), named by a
 kernel spec written into a scratch folder: a ``python3`` kernel installed elsewhere on the machine, or
 none at all in a fresh clone, changes nothing. The kernel starts in ``cwd`` (a scratch folder, so the
-notebook can only read what it made there), offline, with its own decoded-data cache.
+notebook can only read what it made there), offline, with its own decoded-data cache and IPython profile.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def kernel_manager(spec_dir: Path) -> AsyncKernelManager:
             "display_name": "xpnet (tests)", "language": "python"}
     (folder / "kernel.json").write_text(json.dumps(spec))
     specs = KernelSpecManager(kernel_dirs=[str(spec_dir)], ensure_native_kernel=False)
-    return AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+    manager = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+    manager.connection_file = str(spec_dir / "connection.json")  # not in ~/.local/share/jupyter/runtime
+    return manager
 
 
 def execute(nb: Any, cwd: Path, env: dict[str, str | None] | None = None, timeout: int = 600) -> Any:
@@ -39,7 +41,8 @@ def execute(nb: Any, cwd: Path, env: dict[str, str | None] | None = None, timeou
     ``env`` adds to (or, with None, removes from) this process's environment; ``timeout`` is per cell.
     """
     cwd.mkdir(parents=True, exist_ok=True)
-    kernel_env = {**os.environ, "XPNET_OFFLINE": "1", "XDG_CACHE_HOME": str(cwd / ".cache")}
+    kernel_env = {**os.environ, "XPNET_OFFLINE": "1", "XDG_CACHE_HOME": str(cwd / ".cache"),
+                  "IPYTHONDIR": str(cwd / ".ipython")}
     for key, value in (env or {}).items():
         if value is None:
             kernel_env.pop(key, None)
