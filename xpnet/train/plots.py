@@ -127,32 +127,28 @@ def curves_png(history: list[Record], step_losses: list[float] | np.ndarray, tit
 class LivePlot(Callback):
     """Callback: in a notebook, the run's loss and accuracy figure under the cell, redrawn in place.
 
-    It is drawn after every epoch (at most every ``every`` seconds when that is set) and once
-    more at the end, so the last picture shows the whole run. Outside Jupyter it does nothing:
-    a script writes curves.png with :class:`Plot` instead.
+    It is drawn after every epoch (about 0.1 s of matplotlib each) and once more at the end, so
+    the last picture shows the whole run. Outside Jupyter it does nothing: a script writes
+    curves.png with :class:`Plot` instead.
     """
 
-    def __init__(self, title: str = "", every: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.title, self.every, self.clock = title, every, clock
+    def __init__(self, title: str = "") -> None:
+        self.title = title
         self.drawn = 0  # pictures shown so far
         self._image: jupyter.LiveImage | None = None
-        self._last = clock()
 
     def draw(self, trainer: Trainer) -> None:
         if self._image is None:
             return
         self._image.show(curves_png(trainer.history, trainer.step_losses, self.title))
         self.drawn += 1
-        self._last = self.clock()
 
     def on_fit_start(self, trainer: Trainer) -> None:
         # Decided per run: the same callback object then behaves alike in a kernel and in a script.
         self._image = jupyter.LiveImage() if jupyter.in_jupyter() else None
-        self._last = self.clock() - self.every
 
     def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
-        if self.clock() - self._last >= self.every:
-            self.draw(trainer)
+        self.draw(trainer)
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
         self.draw(trainer)
@@ -172,7 +168,7 @@ class Plot(Callback):
                  clock: Callable[[], float] = time.monotonic, live: bool = False) -> None:
         self.path, self.title, self.every, self.clock = Path(path), title, every, clock
         self.drawn = 0  # pictures drawn so far
-        self.live = LivePlot(title, clock=clock) if live else None
+        self.live = LivePlot(title) if live else None
         self._last = clock()
 
     def draw(self, trainer: Trainer) -> None:
