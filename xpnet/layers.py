@@ -192,7 +192,7 @@ class BatchNormalization(Layer):
 class SoftmaxWithLoss(Layer):
     """Softmax + cross-entropy in one layer: stable log-softmax forward, (y − t)/N backward.
 
-    Labels may be class indices (N,) or one-hot (N, C); the loss is the batch mean.
+    Labels may be class indices (N,) or (N, 1), or one-hot (N, C); the loss is the batch mean.
     Fused: one exp per logit, one log per sample (log Σ e^z), and with index labels
     the one-hot rows are a single comparison whose row count doubles as the range check.
     Reading that count back is a device→host sync on a GPU; ``check_labels = False`` skips it
@@ -204,6 +204,7 @@ class SoftmaxWithLoss(Layer):
     def forward(self, x: Array, t: Array) -> Array:
         xp = array_namespace(x)
         n, c = x.shape[0], x.shape[-1]
+        t = F.flat_index_labels(t, x)
         z = x - xp.max(x, axis=-1, keepdims=True)
         e = xp.exp(z)
         s = xp.sum(e, axis=-1, keepdims=True)
