@@ -181,7 +181,8 @@ def test_a_learners_net_records_the_books_post_update_loss(book: Device) -> None
     (x_train, t_train), (x_test, t_test) = load()
     np.random.seed(1)
     network = TwoLayerNet(784, 20, 10, weight_init_std=0.1)
-    trainer = Trainer(network, x_train[:150], t_train[:150], x_test[:50], t_test[:50], epochs=1, mini_batch_size=50,
+    x_host, t_host = to_host(x_train[:150]), to_host(t_train[:150])  # NumPy data, as a script may make: it moves too
+    trainer = Trainer(network, x_host, t_host, x_test[:50], t_test[:50], epochs=1, mini_batch_size=50,
                       optimizer="sgd", optimizer_param={"lr": 0.5}, verbose=False)
     trainer.train()
     steps = [c for c in network.calls if c[0] in ("gradient", "loss")][:6]

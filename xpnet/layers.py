@@ -204,7 +204,6 @@ class SoftmaxWithLoss(Layer):
     def forward(self, x: Array, t: Array) -> Array:
         xp = array_namespace(x)
         n, c = x.shape[0], x.shape[-1]
-        t = F.flat_index_labels(t, x)
         z = x - xp.max(x, axis=-1, keepdims=True)
         e = xp.exp(z)
         s = xp.sum(e, axis=-1, keepdims=True)
