@@ -83,7 +83,7 @@ def place(net: Any, dev: Device) -> None:
             if is_host(value):
                 params[key] = move(value)
         for holder in _holders(net):
-            for name, value in list(vars(holder).items()):
+            for name, value in list(getattr(holder, "__dict__", {}).items()):
                 if is_host(value):
                     setattr(holder, name, move(value))
     for key, value in net.params.items():
@@ -95,7 +95,7 @@ def place(net: Any, dev: Device) -> None:
 def _holders(net: Any) -> Iterator[Any]:
     """The net and the layers it keeps: attributes with forward/backward, alone or in a dict or list."""
     yield net
-    for value in vars(net).values():
+    for value in getattr(net, "__dict__", {}).values():  # (a net with __slots__ has only its params)
         items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list | tuple) else [value]
         for item in items:
             if callable(getattr(item, "forward", None)) and callable(getattr(item, "backward", None)):
