@@ -93,14 +93,14 @@ def test_dockerfile_contract() -> None:
 
     smoke = " ".join(r for w, r in stages["smoke"] if w == "RUN")
     assert "xpnet-doctor" in smoke and "xpnet-train" in smoke
-    assert "python -m xpnet.accel.cuda_source" in smoke, "the smoke stage compiles xpnet's kernels (issue 11)"
+    assert "python -m xpnet.cuda_source" in smoke, "the smoke stage compiles xpnet's kernels (issue 11)"
     assert ("ARG", "BACKEND=cuda12") in stages["smoke"]
 
 
 def test_pyproject_declares_the_entry_points_the_image_uses() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["xpnet-train"] == "xpnet.cli:main"
-    assert project["scripts"]["xpnet-doctor"] == "xpnet.doctor:main"
+    assert project["scripts"]["xpnet-train"] == "xpnet.cli.train:main"
+    assert project["scripts"]["xpnet-doctor"] == "xpnet.cli.doctor:main"
     extras = project["optional-dependencies"]
     assert any(dep.startswith("cupy-cuda12x[ctk]") for dep in extras["cuda12"])
     assert any(dep.startswith("cupy-cuda13x[ctk]") for dep in extras["cuda13"])
