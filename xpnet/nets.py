@@ -112,7 +112,7 @@ class Sequential:
         x = self._check_x(x)
         xp = self.device.xp
         t = self._check_t(t, x)
-        labels = t if is_index_labels(t) else xp.argmax(t, axis=1)
+        labels = t if t.ndim == 1 else xp.argmax(t, axis=1)  # one-hot, of any dtype, as in the book
         correct = xp.zeros((), dtype=xp.int64, device=self.device.native)
         n = x.shape[0]
         for i in range(0, n, batch_size):
@@ -210,6 +210,8 @@ class Sequential:
         n = x.shape[0]
         if t.shape[0] != n:
             raise ValueError(f"t has {t.shape[0]} labels for {n} samples (x shape {tuple(x.shape)})")
+        if t.ndim == 2 and t.shape[1] == 1 and is_index_labels(t):  # the book's column of indices (ch. 7)
+            return self.device.xp.reshape(t, (n,))
         return t
 
 

@@ -65,6 +65,8 @@ class DataLoader:
             raise ValueError(f"batch_size must be between 1 and the number of samples ({n}), got {batch_size}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if len(t.shape) == 2 and t.shape[1] == 1 and backend.array_namespace(t).isdtype(t.dtype, "integral"):
+            t = backend.array_namespace(t).reshape(t, (m,))  # the book's column of class indices: checked as such
         x_shape, t_shape = tuple(x.shape), tuple(t.shape)
         if len(t_shape) not in (1, 2):
             raise ValueError(f"t must be class indices (N,) or one-hot (N, C), got shape {t_shape}")
