@@ -339,8 +339,10 @@ def run_stages(names: list[str], out: Path, work: Path) -> dict[str, Any]:
             rep["ended"] = f"interrupted by {stop} during {name}"
             write_report(out, rep)
             raise
-        rep[name] = READERS[name](work)
-        entry.update({"rc": rc, "seconds": round(seconds, 1), "status": verdict(name, rc, killed, rep[name])})
+        facts = READERS[name](work) if name in READERS else None
+        if facts is not None:
+            rep[name] = facts
+        entry.update({"rc": rc, "seconds": round(seconds, 1), "status": verdict(name, rc, killed, facts)})
         write_report(out, rep)
         print(f"gpu-check: {name}: {entry['status']} (exit {rc}, {seconds:.0f} s)", flush=True)
     rep["ended"] = "completed"
