@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -58,6 +59,13 @@ def test_the_plan_as_json_needs_no_cuda_and_fits_the_budget() -> None:
     assert len(stages) >= 4 and all(isinstance(s["name"], str) and s["budget_s"] > 0 for s in stages)
     assert {"doctor", "tests", "train", "sync", "bench"} <= {s["name"] for s in stages}
     assert sum(s["budget_s"] for s in stages) <= 480
+
+
+def test_the_docs_list_the_stages_and_budgets_as_planned(gpu_check: ModuleType) -> None:
+    text = (ROOT / "docs" / "gpu-check.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (\d+) \|", text, re.MULTILINE))
+    assert rows == {s.name: str(s.budget_s) for s in gpu_check.STAGES}
+    assert f"({gpu_check.plan()['total_budget_s']} s together" in text
 
 
 def _write_outputs(work: Path, acc: float = 0.981, failed_test: bool = True) -> None:
