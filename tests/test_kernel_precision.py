@@ -41,7 +41,8 @@ def test_the_emulator_rounds_like_float32() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize(("cls", "kernel"), _optimizer_kernels(), ids=lambda v: v.__name__ if isinstance(v, type) else "kernel")
+@pytest.mark.parametrize(("cls", "kernel"), _optimizer_kernels(),
+                         ids=lambda v: v.__name__ if isinstance(v, type) else "kernel")
 def test_each_kernel_body_is_bitwise_the_formula(cls: type[optim.Optimizer], kernel: object, dtype: str,
                                                  request: pytest.FixtureRequest) -> None:
     if dtype == "float32" and cls.__name__ in ("Adam", "RMSprop", "Nesterov"):  # until item 6 lands
