@@ -32,6 +32,9 @@ def _build(out: Path, data_dir: Path | None) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True, text=True)
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != ROOT.resolve():
+        pytest.skip(f"{ROOT} is not a git checkout of its own (a bundle's copy): the builder copies a checkout")
     mnist = mnist_dir()
     if mnist is None:
         pytest.skip("real MNIST not found: set XPNET_DATA_DIR to a folder holding mnist/")
