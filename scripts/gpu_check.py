@@ -176,7 +176,7 @@ def stage_commands(work: Path) -> dict[str, tuple[list[str], dict[str, str], Pat
     py = sys.executable
     data_env = {} if real_mnist_dir() else {"XPNET_OFFLINE": "1"}  # no MNIST: the bundled sample, no download
     return {
-        "doctor": ([py, "-m", "xpnet.doctor", "--json", "--require-cuda"], {}, work / "doctor.json"),
+        "doctor": ([py, "-m", "xpnet", "doctor", "--json", "--require-cuda"], {}, work / "doctor.json"),
         "tests": ([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", TEST_SELECTION,
                    "--junitxml", str(work / "tests.xml"), "tests"], {"XPNET_REQUIRE_CUPY": "1"}, None),
         "train": ([py, "scripts/train.py", "--device", "cuda", "--out", str(work / "main-job")], data_env, None),
