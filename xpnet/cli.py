@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from xpnet import accel, backend
+from xpnet import backend, fast_paths
 from xpnet.accel import tuning
 from xpnet.train import checkpoint as ckpt
 from xpnet.train import config as cfgmod
@@ -600,7 +600,7 @@ def _start_summary(plan: _Plan, model: dict[str, Any], blas: dict[str, Any] | No
         "device": {"name": dev.name, "backend": dev.backend, "requested": plan.device_request,
                    **({"blas": blas} if blas is not None else {})},
         "model": model,
-        "fast_paths": accel.describe(dev, plan.net),
+        "fast_paths": fast_paths.describe(dev, plan.net),
         "hyper_parameters": cfg.hyper_parameters(),
         "versions": metrics.package_versions(),
         "files": {"metrics": "metrics.csv", "curves": "curves.png", "checkpoint": ckpt.FILENAME,
@@ -627,7 +627,7 @@ def _start_line(plan: _Plan, trainer: Any, model: dict[str, Any], blas: dict[str
          f"{info['n_val']} val, {info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
          f"{cfg.resolved_lr():g}{_schedule_words(cfg)}"
          f"{f' | augment {cfg.augment}' if cfg.augment else ''} | {where} | out: {plan.out}")
-    _say(accel.describe_line(dev, plan.net))
+    _say(fast_paths.describe_line(dev, plan.net))
     note = tuning.pin_note(blas["core"], blas["pinned"], tuning.cpu_flags()) if blas is not None else None
     if note:
         _say(f"note: {note}")

@@ -323,7 +323,7 @@ def advice_for(reason: str) -> list[str]:
 
 def diagnose() -> Report:
     """Everything the doctor prints, as data."""
-    from xpnet import accel, backend
+    from xpnet import backend, fast_paths
     from xpnet.accel import tuning
 
     rep = Report(versions=versions())
@@ -339,7 +339,7 @@ def diagnose() -> Report:
         rep.checks.append(Check("strict", "strict", ok, f"{detail} (tests only)"))
 
     tuning.keep_freed_host_memory()  # as xpnet train does, so the line says whether glibc takes it
-    rep.fast_paths = {"cpu": accel.describe_line(backend.cpu())}
+    rep.fast_paths = {"cpu": fast_paths.describe_line(backend.cpu())}
     rep.blas, rep.advice = blas_facts()
     rep.cuda = cuda_facts()
     usable, reason, count = backend.cuda_status()
@@ -362,7 +362,7 @@ def diagnose() -> Report:
             ok, detail = False, f"could not use the device: {_first_line(exc)}"
         rep.checks.append(Check(f"cuda:{i}", "cupy", ok, detail))
         if ok:
-            rep.fast_paths[f"cuda:{i}"] = accel.describe_line(backend.device(f"cuda:{i}"))
+            rep.fast_paths[f"cuda:{i}"] = fast_paths.describe_line(backend.device(f"cuda:{i}"))
     if not rep.cuda_ok:
         rep.advice += ["CUDA devices are visible but the checks failed on each: update the NVIDIA driver, "
                        "check `nvidia-smi` for errors (ECC, Xid), and check the GPU is not out of memory"]
