@@ -21,7 +21,7 @@ KERNELS = {k.name: k for k in cuda_source.every_kernel()}
 def _optimizer_kernels() -> list[tuple[type[optim.Optimizer], object]]:
     out = []
     for cls in optim.OPTIMIZERS.values():
-        k = KERNELS.get(f"xpnet_{cls.__name__.lower()}")
+        k = KERNELS.get(f"xpnet_{cls.formula}")
         if k is not None:
             out.append((cls, k))
     return out
@@ -43,10 +43,7 @@ def test_the_emulator_rounds_like_float32() -> None:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("cls", "kernel"), _optimizer_kernels(),
                          ids=lambda v: v.__name__ if isinstance(v, type) else "kernel")
-def test_each_kernel_body_is_bitwise_the_formula(cls: type[optim.Optimizer], kernel: object, dtype: str,
-                                                 request: pytest.FixtureRequest) -> None:
-    if dtype == "float32" and cls.__name__ in ("Adam", "RMSprop", "Nesterov"):  # until item 6 lands
-        request.applymarker(pytest.mark.xfail(strict=True, reason="float32 kernels still round 1 - beta in float32"))
+def test_each_kernel_body_is_bitwise_the_formula(cls: type[optim.Optimizer], kernel: object, dtype: str) -> None:
     rng = np.random.default_rng(0)
     p = rng.standard_normal(500).astype(dtype)
     state = [np.abs(rng.standard_normal(500)).astype(dtype) for _ in cls.slots]

@@ -279,9 +279,11 @@ class DeviceRNG:
         if self.device.backend == "cupy":
             import cupy
 
-            # Philox: counter-based, cheap to seed per draw. A fixed number of states (not CuPy's default,
-            # which grows with the GPU's SM count) makes the masks the same on every GPU.
-            states = max(1, min(math.prod(shape), 1 << 16))
+            # Philox: counter-based, cheap to seed per draw. One state per number, at most 65,536 (CuPy's
+            # default is a fixed 1000 * 256 = 256,000, 16 MB of states, made again on every draw), rounded up
+            # to a multiple of 256: CuPy launches ceil(size / 256) * 256 threads that each read and write
+            # state[thread], unchecked, so any other count runs past the buffer (a (100, 50) dropout mask).
+            states = min(-(-math.prod(shape) // 256) * 256, 1 << 16) or 256
             with self.device.native:
                 gen = cupy.random.Generator(cupy.random.Philox4x3210(entropy, size=states))
                 return gen.random(shape, dtype=dtype)
