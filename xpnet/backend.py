@@ -14,6 +14,7 @@ question and is answered here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import re
@@ -30,14 +31,79 @@ DTYPES = ("float32", "float64")  # what nets compute in: float32 to train, float
 
 _NAMESPACES: dict[type, ModuleType] = {}
 
+# The Array API's creation functions: on a library with a *current* device (CuPy) they allocate there, whatever
+# ``device=`` or the prototype of ``*_like`` says (array-api-compat's CuPy ``zeros`` ignores ``device=``).
+CREATION = ("arange", "asarray", "empty", "empty_like", "eye", "from_dlpack", "full", "full_like", "linspace",
+            "meshgrid", "ones", "ones_like", "tril", "triu", "zeros", "zeros_like")
+_BOUND: dict[tuple[int, str, Any], ModuleType] = {}
+
+
+def is_scope(native: Any) -> bool:
+    """Whether ``native`` is a device that must be *current* for work to land on it (a ``cupy.cuda.Device``:
+    a ``with`` block makes it current); NumPy's "cpu" and array_api_strict's devices are not."""
+    return hasattr(native, "__enter__")
+
+
+def _device_key(native: Any) -> Any:
+    index = getattr(native, "id", None)  # cupy.cuda.Device is unhashable: key it by its number
+    return index if isinstance(index, int) else id(native)
+
+
+def bound_namespace(xp: ModuleType, native: Any) -> ModuleType:
+    """``xp`` with every creation function run inside ``with native:``, so arrays it makes land on ``native``
+    whichever device is current. One namespace per (library, device): ``array_namespace`` of an array on that
+    device returns this same object, the Device's ``xp``."""
+    key = (id(xp), type(native).__qualname__, _device_key(native))
+    bound = _BOUND.get(key)
+    if bound is None:
+        bound = ModuleType(xp.__name__, xp.__doc__)  # the same name: array_api_compat still recognises it
+        bound.__dict__.update({k: v for k, v in vars(xp).items() if not k.startswith("__")})
+        for name in CREATION:
+            fn = getattr(xp, name, None)
+            if fn is not None:
+                setattr(bound, name, _on(native, fn))
+        bound.__wrapped__ = xp
+        bound.__device__ = native
+        bound = _BOUND.setdefault(key, bound)
+    return bound
+
+
+def _on(native: Any, fn: Any) -> Any:
+    def made_on_device(*args: Any, **kwargs: Any) -> Any:
+        with native:
+            return fn(*args, **kwargs)
+
+    made_on_device.__name__ = getattr(fn, "__name__", "made_on_device")
+    return made_on_device
+
 
 def array_namespace(x: Any) -> ModuleType:
-    """The Array API namespace of ``x`` (array_api_compat's), remembered per array type:
-    layers ask on every pass and the lookup itself is slow."""
+    """The Array API namespace of ``x`` (array_api_compat's), remembered per array type: layers ask on every
+    pass and the lookup itself is slow. For an array on a device that must be current (a CuPy GPU) it is that
+    device's :func:`bound_namespace`, so ``xp.zeros_like(x)`` lands beside ``x``, not on the current GPU."""
     ns = _NAMESPACES.get(type(x))
     if ns is None:
         ns = _NAMESPACES[type(x)] = array_api_compat.array_namespace(x)
-    return ns
+    native = getattr(x, "device", None)
+    return bound_namespace(ns, native) if is_scope(native) else ns
+
+
+def scope_of(x: Any) -> Any:
+    """A ``with`` block that makes ``x``'s device current (a no-op where devices are not current-based):
+    CuPy launches every kernel, and puts every result, on the current GPU."""
+    native = getattr(x, "device", None)
+    return native if is_scope(native) else contextlib.nullcontext()
+
+
+def on_device(method: Any) -> Any:
+    """Decorate a method of an object with a ``device``: it runs with that device current."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.device.context():
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 class DeviceError(ValueError):
@@ -59,6 +125,10 @@ class Device:
     name: str = field(compare=False)
     xp: ModuleType = field(repr=False)
     native: Any = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if is_scope(self.native) and getattr(self.xp, "__device__", None) is not self.native:
+            object.__setattr__(self, "xp", bound_namespace(getattr(self.xp, "__wrapped__", self.xp), self.native))
 
     def __hash__(self) -> int:  # cupy.cuda.Device is unhashable: hash what names the device
         return hash((self.backend, str(self.native)))
@@ -86,10 +156,10 @@ class Device:
             return self.xp.zeros(shape, dtype=dtype, device=self.native)
 
     def context(self) -> Any:
-        """A ``with`` block in which new arrays land on this device: CuPy allocates on the *current*
-        GPU (array-api-compat's CuPy ``zeros``/``arange`` ignore ``device=``); other libraries honour
-        ``device=`` and need nothing."""
-        return self.native if self.backend == "cupy" else contextlib.nullcontext()
+        """A ``with`` block in which this device is current: CuPy allocates, launches kernels and puts results
+        on the *current* GPU, so the entry points (a net's passes, an optimizer's update, a loader's batches,
+        the Trainer's fit) run inside one. Other libraries honour ``device=`` and need nothing."""
+        return self.native if is_scope(self.native) else contextlib.nullcontext()
 
     def dtype(self, name: str) -> Any:
         """The namespace's dtype object for 'float32', 'float64', 'uint8', ..."""
@@ -103,7 +173,8 @@ class Device:
         if self.backend == "cupy":
             import cupy
 
-            cupy.cuda.get_current_stream().synchronize()
+            with self.native:  # this GPU's stream, not the current GPU's
+                cupy.cuda.get_current_stream().synchronize()
 
     def rng(self, seed: int) -> DeviceRNG:
         return DeviceRNG(self, seed)
@@ -200,7 +271,6 @@ def _cuda(index: int) -> Device:
     import cupy
 
     native = cupy.cuda.Device(index)
-    native.use()  # the current GPU: what CuPy allocates on wherever no `with device:` says otherwise
     with native:
         xp = array_api_compat.array_namespace(cupy.empty(0))
     return Device(f"cuda:{index}", xp, native)
@@ -232,24 +302,25 @@ def to_host(x: Any, copy: bool = False) -> np.ndarray:
 
 
 def to_device(x: Any, dev: Device, dtype: Any = None) -> Any:
-    """Copy ``x`` onto ``dev`` (a no-op when it is already there with that dtype)."""
-    if dev.backend == "cupy":
-        import cupy
+    """Copy ``x`` onto ``dev`` (a no-op when it is already there with that dtype), the cast included: all of
+    it with ``dev`` current, so nothing lands on whichever GPU happens to be current."""
+    with dev.context():
+        if dev.backend == "cupy":
+            import cupy
 
-        with dev.native:
             other_gpu = isinstance(x, cupy.ndarray) and x.device.id != dev.native.id
             out = x.copy() if other_gpu else cupy.asarray(x)  # copy() copies onto the current GPU
-    elif dev.is_host:
-        out = to_host(x)
-    else:
-        try:
-            same = array_api_compat.array_namespace(x) is dev.xp and x.device == dev.native
-        except TypeError:
-            same = False
-        out = x if same else dev.xp.asarray(to_host(x), device=dev.native)
-    if dtype is not None and out.dtype != dtype:
-        out = dev.xp.astype(out, dtype)
-    return out
+        elif dev.is_host:
+            out = to_host(x)
+        else:
+            try:
+                same = array_namespace(x) is dev.xp and x.device == dev.native
+            except TypeError:
+                same = False
+            out = x if same else dev.xp.asarray(to_host(x), device=dev.native)
+        if dtype is not None and out.dtype != dtype:
+            out = dev.xp.astype(out, dtype)
+        return out
 
 
 def host_rng(seed: int | None) -> np.random.Generator:

@@ -20,7 +20,7 @@ from typing import Any
 
 from xpnet import accel
 from xpnet.accel import flat
-from xpnet.backend import array_namespace, device_of, to_device, to_host
+from xpnet.backend import array_namespace, device_of, scope_of, to_device, to_host
 
 Array = Any
 
@@ -51,6 +51,10 @@ class Optimizer:
         raise NotImplementedError
 
     def update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
+        with scope_of(next(iter(params.values()), None)):  # CuPy updates on the current GPU: the params'
+            self._update(params, grads)
+
+    def _update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         whole = flat.whole_buffers(params, grads)  # a net's flat buffers: every parameter in one step
         if whole is None:  # (flat buffers of one layout have the same names and shapes by construction)
             self._check_grads(params, grads)
