@@ -70,7 +70,7 @@ def test_quiet_leaves_the_fast_path_line_out(tmp_path: Path, mnist_path: Path) -
 
 @pytest.mark.parametrize("flag", [[], ["--json"]])
 def test_the_doctor_lists_the_fast_paths(flag: list[str]) -> None:
-    p = subprocess.run([sys.executable, "-m", "xpnet.doctor", *flag], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "xpnet", "doctor", *flag], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert p.returncode == 0, p.stderr
     if flag:
