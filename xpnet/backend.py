@@ -189,51 +189,65 @@ def wrap(xp: ModuleType, native: Any, name: str | None = None) -> Device:
     return Device(name or f"{xp.__name__}:{native}", xp, native)
 
 
-def cuda_status() -> tuple[bool, str, int]:
-    """Whether CUDA can be used, why not if it cannot, and how many devices are visible."""
+def cuda_count() -> tuple[int, str]:
+    """How many CUDA devices are visible, and why none when none, without touching any: counting opens no
+    CUDA context, so a process that will use one GPU (a search worker) leaves the others alone."""
     try:
         import cupy
     except Exception as exc:  # ImportError, or a broken CUDA library underneath
-        return False, f"CuPy is not installed or failed to import ({exc.__class__.__name__}: {exc}); " \
-            "install it with: pip install 'xpnet[cuda12]'", 0
+        return 0, f"CuPy is not installed or failed to import ({exc.__class__.__name__}: {exc}); " \
+            "install it with: pip install 'xpnet[cuda12]'"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         if "insufficient" in msg.lower() or "driver" in msg.lower():
-            reason = f"the NVIDIA driver is missing or too old for this CuPy build ({msg})"
-        else:
-            reason = f"CUDA runtime error ({msg})"
-        return False, reason, 0
+            return 0, f"the NVIDIA driver is missing or too old for this CuPy build ({msg})"
+        return 0, f"CUDA runtime error ({msg})"
     if count == 0:
-        return False, "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)", 0
-    problem = _kernel_probe(cupy)
+        return 0, "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+    return count, ""
+
+
+def cuda_status(index: int = 0) -> tuple[bool, str, int]:
+    """Whether CUDA device ``index`` can be used, why not if it cannot, and how many devices are visible.
+    Only device ``index`` is probed (a context opened there), never the others."""
+    count, reason = cuda_count()
+    if count == 0:
+        return False, reason, 0
+    if not 0 <= index < count:
+        return False, f"cuda:{index} does not exist: {count} CUDA device(s) visible", count
+    import cupy
+
+    problem = _kernel_probe(cupy, index)
     return (False, problem, count) if problem else (True, "", count)
 
 
-_PROBE: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # the cupy module -> '' or why not
+# the cupy module -> {device index: '' or why not}
+_PROBE: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()
 
 
-def _kernel_probe(cupy: ModuleType) -> str:
-    """'' when GPU 0 compiles and runs an elementwise kernel and draws random numbers, else why not.
+def _kernel_probe(cupy: ModuleType, index: int = 0) -> str:
+    """'' when GPU ``index`` compiles and runs an elementwise kernel and draws random numbers, else why not.
 
     Counting devices is not enough: CuPy compiles every elementwise operation (``astype`` too) with
     NVRTC against the CUDA headers, which a bare driver host or a ``-runtime`` image lacks, and cuRAND
-    is one more library that can be missing. The answer is kept per cupy module."""
-    if cupy not in _PROBE:
+    is one more library that can be missing. The answer is kept per cupy module and device."""
+    known = _PROBE.setdefault(cupy, {})
+    if index not in known:
         try:
-            with cupy.cuda.Device(0):
+            with cupy.cuda.Device(index):
                 x = cupy.arange(4, dtype=cupy.float32)
                 y = cupy.ElementwiseKernel("T x", "T y", "y = x * x + (T)1", "xpnet_probe")(x)
                 r = cupy.random.Generator(cupy.random.Philox4x3210(0)).random(4, dtype=cupy.float32)
                 ok = y.get().tolist() == [1.0, 2.0, 5.0, 10.0] and bool(((r >= 0) & (r < 1)).all())
-            _PROBE[cupy] = "" if ok else "a compiled CuPy kernel returned wrong numbers on cuda:0"
+            known[index] = "" if ok else f"a compiled CuPy kernel returned wrong numbers on cuda:{index}"
         except Exception as exc:  # the reason is the answer: CUDA is then unusable, and says why
             text = (str(exc).strip().splitlines() or [""])[0]
-            _PROBE[cupy] = (f"CuPy cannot compile or run a kernel on cuda:0 ({exc.__class__.__name__}: "
+            known[index] = (f"CuPy cannot compile or run a kernel on cuda:{index} ({exc.__class__.__name__}: "
                             f"{text}); install CuPy with its CUDA toolkit wheels: pip install 'xpnet[cuda12]' "
                             "(or 'xpnet[cuda13]' on a CUDA 13 driver)")
-    return _PROBE[cupy]
+    return known[index]
 
 
 _SPEC = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
@@ -243,7 +257,8 @@ def device(spec: str | Device = "auto") -> Device:
     """Resolve "auto" | "cpu" | "cuda" | "cuda:N" (or pass a Device through).
 
     ``cuda`` without a usable GPU warns once, naming the reason, and returns the
-    CPU; ``cuda:N`` past the number of visible GPUs is an error.
+    CPU; ``cuda:N`` past the number of visible GPUs is an error. Only the GPU asked for is
+    touched (probed, a context opened): resolving cuda:1 leaves cuda:0 alone.
     """
     if isinstance(spec, Device):
         return spec
@@ -253,17 +268,18 @@ def device(spec: str | Device = "auto") -> Device:
     kind, index = m.group(1), m.group(2)
     if kind == "cpu":
         return cpu()
-    ok, reason, count = cuda_status()
+    n = int(index or 0)
+    count, _ = cuda_count()
+    if count and n >= count:
+        raise DeviceError(f"device {spec!r} does not exist: {count} CUDA device(s) visible "
+                          f"(valid: {', '.join(f'cuda:{i}' for i in range(count))})")
+    ok, reason, _ = cuda_status(n)
     if kind == "auto":
         return _cuda(0) if ok else cpu()
     if not ok:
         warnings.warn(f"--device {spec}: CUDA is unusable: {reason}. Falling back to CPU.",
                       CudaFallbackWarning, stacklevel=2)
         return cpu()
-    n = int(index or 0)
-    if n >= count:
-        raise DeviceError(f"device {spec!r} does not exist: {count} CUDA device(s) visible "
-                          f"(valid: {', '.join(f'cuda:{i}' for i in range(count))})")
     return _cuda(n)
 
 
