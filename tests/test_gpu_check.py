@@ -62,7 +62,7 @@ def test_the_plan_as_json_needs_no_cuda_and_fits_the_budget() -> None:
 
 
 def test_the_docs_list_the_stages_and_budgets_as_planned(gpu_check: ModuleType) -> None:
-    text = (ROOT / "docs" / "gpu-check.md").read_text()
+    text = (ROOT / "docs" / "gpu.md").read_text()
     rows = dict(re.findall(r"^\| `(\w+)` \| (\d+) \|", text, re.MULTILINE))
     assert rows == {s.name: str(s.budget_s) for s in gpu_check.STAGES}
     assert f"({gpu_check.plan()['total_budget_s']} s together" in text

@@ -12,8 +12,7 @@ import pytest
 
 from tests.helpers import no_cuda
 from tests.kernel_emulator import run_body
-from xpnet import accel, backend, optim
-from xpnet.accel import cuda_source
+from xpnet import accel, backend, cuda_source, optim
 
 KERNELS = {k.name: k for k in cuda_source.every_kernel()}
 
