@@ -94,7 +94,7 @@ def add_mnist(dest: Path) -> None:
         shutil.copyfile(src / name, dest / name)
 
 
-def add_src(dest: Path) -> str:
+def add_src(dest: Path, skip: tuple[Path, ...] = ()) -> str:
     """The checkout's files (tracked, and new ones git does not ignore) the check runs: tests, scripts, their
     data; returns the commit they come from."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
@@ -102,8 +102,9 @@ def add_src(dest: Path) -> str:
     if listed.returncode != 0:
         raise BundleError(f"{ROOT} is not a git checkout: the bundle copies its tracked files")
     for rel in filter(None, listed.stdout.split("\0")):
-        if SKIP_FROM_SRC.match(rel) or not (ROOT / rel).is_file():
-            continue
+        path = (ROOT / rel).resolve()
+        if SKIP_FROM_SRC.match(rel) or not path.is_file() or any(path.is_relative_to(d) for d in skip):
+            continue  # (skip: the bundle being built and the old one, where git does not ignore them)
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest / rel)
     head = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
@@ -129,7 +130,7 @@ def build(out: Path) -> Path:
     try:
         add_mnist(tmp / "mnist")  # first: the cheap check of what the user must provide
         add_wheels(tmp / "wheels")
-        commit = add_src(tmp / "src")
+        commit = add_src(tmp / "src", skip=(tmp, out, out.with_name(f".{out.name}.old")))
         shutil.copy2(ROOT / "scripts" / "gpu_bundle_run.sh", tmp / "run.sh")
         (tmp / "run.sh").chmod(0o755)
         (tmp / "manifest.json").write_text(json.dumps(manifest(tmp, commit), indent=2) + "\n")

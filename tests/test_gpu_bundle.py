@@ -93,6 +93,7 @@ def test_the_bundle_fits_and_says_what_is_inside(bundle: Path) -> None:
     assert {"run.sh", "wheels/" + next((bundle / "wheels").glob("xpnet-*")).name} <= set(manifest["files"])
     assert (bundle / "src" / "scripts" / "gpu_check.py").is_file() and (bundle / "src" / "tests").is_dir()
     assert not (bundle / "src" / "xpnet").exists(), "xpnet comes from its wheel, not a second copy"
+    assert not [p for p in (bundle / "src").rglob("*") if p.suffix in (".whl", ".gz")], "no bundle inside src/"
     assert os.access(bundle / "run.sh", os.X_OK)
 
 
