@@ -177,3 +177,35 @@ def test_ch08_deep_convnet_learns_and_reloads(book: Device) -> None:
     for key, value in saved.items():
         np.testing.assert_array_equal(loaded[key], value, err_msg=key)
     np.testing.assert_array_equal(to_host(again.predict(g["x_test"])), to_host(network.predict(g["x_test"])))
+
+
+def _no_numpy_on_strict(book: Device) -> None:
+    if book.backend == "array_api_strict":
+        pytest.skip("array_api_strict refuses NumPy functions on its arrays, which CuPy runs (np.argmax(y))")
+
+
+def test_ch07_filters_are_drawn_with_the_marked_to_host_line(book: Device) -> None:
+    """matplotlib needs host arrays: the script's one marked ``xpnet.to_host`` line is all a GPU needs."""
+    _no_numpy_on_strict(book)
+    g = run("ch07_visualize_filter.py")
+    assert on_device(g["network"].params["W1"], book)
+    assert len(g["after"].axes) == 30 and Path("filters.png").stat().st_size > 0
+    drawn = np.stack([ax.images[0].get_array() for ax in g["after"].axes])
+    np.testing.assert_array_equal(drawn, xpnet.to_host(g["network"].params["W1"])[:, 0])
+
+
+def test_ch08_misclassified_images_are_listed_and_drawn(book: Device) -> None:
+    """The book's misclassified-MNIST walk, with the two marked ``xpnet.to_host`` lines it needs on a GPU."""
+    _no_numpy_on_strict(book)
+    xpnet.book.use(book, dtype="float32")
+    from xpnet.book.deep_convnet import DeepConvNet
+
+    DeepConvNet().save_params("deep_convnet_params.pkl")  # untrained: plenty of mistakes to list
+    g = run("ch08_misclassified_mnist.py", sampled=200)
+    assert type(g["acc"]) is float and 0.0 <= g["acc"] <= 1.0
+    assert g["classified_ids"].shape == (200,) and isinstance(g["classified_ids"], np.ndarray)
+    wrong = int(np.sum(g["classified_ids"] != g["t_shown"][:200]))
+    assert abs(g["acc"] - (200 - wrong) / 200) < 1e-12
+    pairs = g["mis_pairs"]
+    assert len(pairs) == min(20, wrong) and all(label != guess for label, guess in pairs.values())
+    assert Path("misclassified.png").stat().st_size > 0
