@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from tests.dist_worker import build, state_of
+from xpnet import backend
 from xpnet.accel.flat import SPARE
 from xpnet.dist import comm as dcomm
+from xpnet.dist.launch import Launch
 from xpnet.dist.nccl import NcclComm, device_for_rank
 from xpnet.dist.parallel import DataParallel
 from xpnet.dist.shard import check_batches, rank_seed, span
@@ -129,6 +131,62 @@ def test_one_rank_data_parallel_is_the_plain_run() -> None:
     plain.fit(), solo.fit()
     a, b = state_of(plain), state_of(solo)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+class FakeComm(dcomm.Solo):
+    """Stand-in for an MPIComm: rank ``rank`` of ``size``, ``local_rank`` of ``local_size`` on its host."""
+
+    library = "FakeMPI 1.0"
+
+    def __init__(self, rank: int, size: int, local_rank: int = 0, local_size: int = 1,
+                 errors: list[str | None] | None = None) -> None:
+        self.rank, self.size, self.local_rank, self.local_size = rank, size, local_rank, local_size
+        self.errors = errors
+
+    def allgather_obj(self, obj: Any) -> list[Any]:
+        return self.errors if self.errors is not None else [obj] * self.size
+
+
+@pytest.mark.parametrize(("local_rank", "spec", "want"), [(0, "cuda", "cuda:0"), (1, "cuda", "cuda:1"),
+                                                            (1, "auto", "cuda:1"), (1, "cpu", "cpu")])
+def test_rank_device_mapping_with_a_stand_in_gpu_host(monkeypatch: pytest.MonkeyPatch, local_rank: int,
+                                                      spec: str, want: str) -> None:
+    monkeypatch.setattr(backend, "cuda_status", lambda: (True, "", 2))  # a host with 2 GPUs
+    assert Launch(FakeComm(2 + local_rank, 4, local_rank, 2)).device(spec) == want
+
+
+def test_rank_device_mapping_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend, "cuda_status", lambda: (True, "", 1))
+    with pytest.raises(ValueError, match="2 ranks on this host but 1 GPU"):
+        Launch(FakeComm(1, 2, 1, 2)).device("cuda")
+    with pytest.raises(ValueError, match="--device cuda:0 under 2 ranks"):
+        Launch(FakeComm(0, 2, 0, 2)).device("cuda:0")
+    monkeypatch.setattr(backend, "cuda_status", lambda: (False, "no driver", 0))
+    assert Launch(FakeComm(1, 2, 1, 2)).device("cuda") == "cuda"  # backend.device warns and falls back
+    assert Launch(FakeComm(0, 1)).device("cuda:3") == "cuda:3"  # one rank: as given
+
+
+def test_launch_agreement_names_the_rank_that_failed() -> None:
+    assert Launch(FakeComm(0, 2)).agree(None) is None
+    assert Launch(FakeComm(0, 3, errors=[None, "no data", "other"])).agree(None) == "rank 1: no data"
+    assert Launch(FakeComm(1, 2, errors=["bad flag", None])).agree(None) == "bad flag"
+
+
+def test_only_rank_0_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    for rank in (0, 1):
+        with Launch(FakeComm(rank, 2)).quiet_others():
+            print(f"out {rank}")
+            print(f"err {rank}", file=sys.stderr)
+    out, err = capsys.readouterr()
+    assert (out, err) == ("out 0\n", "err 0\n")
+
+
+def test_launch_words_and_summary() -> None:
+    two = Launch(FakeComm(0, 2))
+    assert two.words() == "data-parallel over 2 ranks (MPI FakeMPI 1.0)" and two.parallel
+    assert two.summary() == {"ranks": 2, "mpi": "FakeMPI 1.0"}
+    one = Launch(dcomm.Solo())
+    assert one.summary() == {"ranks": 1, "mpi": None} and one.data_parallel() is None
 
 
 # --- 2 ranks under mpiexec ----------------------------------------------------------------------
