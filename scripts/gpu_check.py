@@ -11,7 +11,10 @@ PyTorch, tqdm and matplotlib are used when present):
 4. the bare main job, ``scripts/train.py --device cuda``, on real MNIST (XPNET_DATA_DIR) to >= 97.5% test
    accuracy, or on the bundled sample when real MNIST is absent (then no accuracy bar);
 5. the main job's training steps (and a dropout + batch-norm variant) for a few hundred steps under
-   ``cupyx.allow_synchronize(False)``: a device->host sync anywhere in a step is an error.
+   ``cupyx.allow_synchronize(False)``: a device->host sync anywhere in a step is an error;
+6. data-parallel training's GPU path on one rank (``XPNET_MPI=1``: MPI without a launcher, which needs
+   mpi4py, and CuPy's NCCL): the rank's GPU, then training steps whose gradients go through an NCCL
+   allreduce on the device must give the very weights of the same steps without it.
 
 Writes ``gpu-report/report.json`` and ``gpu-report/report.md`` (atomically) plus each step's log. Without a
 usable CUDA device it stops at once: one line naming what is missing, exit 2. Exit 0 when every step passed,
@@ -136,7 +139,7 @@ def summarize(out: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
                            "seconds": r.get("seconds"), "dataset": s.get("dataset"), "device": s.get("device")}
     for step in steps:
         result = out / f"{step['name']}.json"
-        if step["name"].startswith("nosync") and result.exists():
+        if step["name"].startswith(("nosync", "nccl")) and result.exists():
             step["result"] = json.loads(result.read_text())
     rep["ok"] = all(s["rc"] == 0 for s in steps)
     return rep
@@ -160,12 +163,50 @@ def markdown(rep: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def nccl_one_rank(steps: int) -> dict[str, Any]:
+    """The data-parallel step's NCCL allreduce on one rank against the plain step (a child process runs this)."""
+    import numpy as np
+
+    from xpnet import backend, nets, optim
+    from xpnet.dist.comm import world
+    from xpnet.dist.nccl import device_for_rank
+    from xpnet.dist.parallel import DataParallel
+
+    comm = world()
+    _, _, count = backend.cuda_status()
+    dev = backend.device(f"cuda:{device_for_rank(comm.local_rank, comm.local_size, count)}")
+    rng = np.random.default_rng(0)
+    x = backend.to_device(rng.random((100, 784), dtype=np.float32), dev)
+    t = backend.to_device(rng.integers(0, 10, 100), dev)
+    weights = []
+    for dist in (None, DataParallel(comm)):
+        net, opt = nets.MultiLayerNet(784, [256, 128], 10, device=dev, seed=0), optim.SGD(lr=0.1)
+        if dist is not None:
+            comm.bcast_(net.params.flat)  # through NCCL too
+        for _ in range(steps):
+            grads = net.gradient(x, t)
+            if dist is not None:
+                grads, _ = dist.allreduce(grads, net.last_loss, 1.0)
+            opt.update(net.params, grads)
+        weights.append(backend.to_host(net.params.flat))
+    same = bool(np.array_equal(weights[0], weights[1]))
+    return {"ranks": comm.size, "mpi": comm.library, "device": dev.name, "steps": steps, "same_weights": same,
+            "ok": same and comm.size == 1}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="gpu_check.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=ROOT / "gpu-report", help="report folder (default gpu-report/)")
     p.add_argument("--_nosync", dest="nosync", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_result", dest="result", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--_nccl", dest="nccl", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.nccl:  # child: the 1-rank NCCL check, its result as JSON
+        sys.path.insert(0, str(ROOT))
+        res = nccl_one_rank(20)
+        atomic_write(args.result, json.dumps(res, indent=2))
+        print(json.dumps(res))
+        return 0 if res["ok"] else 1
     if args.nosync:  # child: one no-sync run, its result as JSON
         sys.path.insert(0, str(ROOT))
         res = nosync_steps(NOSYNC_STEPS, args.nosync)
@@ -202,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         name = f"nosync-{variant.replace('+', '-')}"
         steps.append(run_step(name, [py, str(Path(__file__).resolve()), "--_nosync", variant,
                                      "--_result", str(out / f"{name}.json")], out, data_env))
+    steps.append(run_step("nccl-1rank", [py, str(Path(__file__).resolve()), "--_nccl",
+                                         "--_result", str(out / "nccl-1rank.json")], out, {"XPNET_MPI": "1"}))
     rep = summarize(out, steps)
     main_job = rep.get("main_job") or {}
     if real_mnist:

@@ -91,7 +91,9 @@ def test_the_whole_flow_and_the_main_job_bar(gpu_check: ModuleType, tmp_path: Pa
     out = tmp_path / "report"
     assert gpu_check.main(["--out", str(out)]) == expect
     names = [n for n, _ in ran]
-    assert names == ["doctor", "doctor-json", "tests", "bench", "main-job", "nosync-main", "nosync-dropout-batchnorm"]
+    assert names == ["doctor", "doctor-json", "tests", "bench", "main-job", "nosync-main", "nosync-dropout-batchnorm",
+                     "nccl-1rank"]
+    assert dict(ran)["nccl-1rank"] == {"XPNET_MPI": "1"}  # MPI with one rank, no launcher
     assert dict(ran)["tests"] == {"XPNET_REQUIRE_CUPY": "1"}
     assert "XPNET_OFFLINE" not in dict(ran)["main-job"]  # real MNIST, not the bundled sample
     rep = json.loads((out / "report.json").read_text())
