@@ -23,6 +23,7 @@ import numpy as np
 from xpnet import backend, nets, optim
 from xpnet.accel import tuning
 from xpnet.dist.comm import world
+from xpnet.dist.parallel import DataParallel
 from xpnet.dist.shard import span
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -55,8 +56,6 @@ class _Clocked:
 
 def time_steps(model: str, batch: int, steps: int, warmup: int, dtype: str = "float32") -> dict[str, Any]:
     """Train ``steps`` steps (after ``warmup``) of ``model`` on a global batch of ``batch`` random samples."""
-    from xpnet.dist.parallel import DataParallel
-
     comm = world()
     clocked = _Clocked(comm)
     dist = DataParallel(clocked) if comm.size > 1 else None
