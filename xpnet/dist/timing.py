@@ -2,9 +2,10 @@
 
 ``python -m xpnet.dist.timing --model mlp --batch 100 --threads 2`` (one rank) or the same under
 ``mpiexec -n 2 ... --threads 1`` times training steps of one of the book's nets on random data and
-prints one JSON line (rank 0): steps per second and the allreduce's share of a step. The
-allreduce's time includes waiting for the slowest rank, so on a busy machine it also measures the
-imbalance between the ranks, not only the bytes on the wire. ``bench.py --ranks N`` runs both.
+prints one JSON line (rank 0): steps per second, the allreduce's share of a step, and one allreduce
+of the gradient buffer timed alone. Inside the step the allreduce's time includes waiting for the
+slowest rank, so on a busy machine it also measures the imbalance between the ranks, not only the
+bytes moved; timed alone, it is the collective's own cost. ``bench.py --ranks N`` runs both.
 """
 
 from __future__ import annotations
@@ -54,6 +55,18 @@ class _Clocked:
         return getattr(self.comm, name)
 
 
+def _allreduce_alone(comm: Any, buf: Any, repeats: int) -> float | None:
+    """Seconds of one allreduce of ``buf`` with no compute around it (the ranks start together)."""
+    if buf is None:
+        return None
+    work = buf + 0  # a copy: the weights stay as they are
+    comm.sum([0.0])
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        comm.allreduce_(work)
+    return float(np.max(comm.allgather_obj((time.perf_counter() - t0) / repeats)))
+
+
 def time_steps(model: str, batch: int, steps: int, warmup: int, dtype: str = "float32") -> dict[str, Any]:
     """Train ``steps`` steps (after ``warmup``) of ``model`` on a global batch of ``batch`` random samples."""
     comm = world()
@@ -76,9 +89,11 @@ def time_steps(model: str, batch: int, steps: int, warmup: int, dtype: str = "fl
         opt.update(net.params, grads)
     seconds = time.perf_counter() - t0
     slowest = float(np.max(comm.allgather_obj(seconds)))
+    alone = _allreduce_alone(comm, net.params.flat if dist is not None else None, repeats=20)
     n_params = sum(int(np.prod(p.shape)) for p in net.params.values())
     return {"model": model, "batch": batch, "ranks": comm.size, "threads": tuning.blas_info()["threads"],
             "steps": steps, "steps_per_s": steps / slowest, "allreduce_share": clocked.seconds / seconds,
+            "allreduce_alone_s": alone,
             "allreduce_bytes": n_params * np.dtype(dtype).itemsize, "mpi": comm.library}
 
 
