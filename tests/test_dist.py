@@ -19,6 +19,7 @@ from xpnet.dist.launch import Launch
 from xpnet.dist.nccl import NcclComm, device_for_rank
 from xpnet.dist.parallel import DataParallel
 from xpnet.dist.shard import check_batches, rank_seed, span
+from xpnet.dist.timing import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
@@ -260,3 +261,17 @@ def test_resume_under_two_ranks_is_bit_identical(two_ranks: Path, stop: int) -> 
     for resumed in _ranks(two_ranks, f"resume{stop}"):
         assert resumed.keys() == full.keys()
         assert [k for k in full if not np.array_equal(full[k], resumed[k])] == []
+
+
+def test_timing_compares_one_rank_with_n_ranks_on_split_threads() -> None:
+    pytest.importorskip("mpi4py", reason="needs mpi4py (pip install 'xpnet[mpi]')")
+    if not MPIEXEC.exists():
+        pytest.skip(f"no mpiexec beside {sys.executable} (pip install mpich)")
+    r = compare(2, 2, "mlp", batch=20, steps=3, warmup=1)
+    assert (r["one"]["ranks"], r["one"]["threads"], r["many"]["ranks"], r["many"]["threads"]) == (1, 2, 2, 1)
+    assert r["one"]["allreduce_share"] == 0 and r["one"]["allreduce_alone_s"] is None
+    assert 0 < r["many"]["allreduce_share"] < 1 and r["many"]["allreduce_alone_s"] > 0
+    assert r["many"]["allreduce_bytes"] == 4 * (784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10)
+    assert r["speedup"] == r["many"]["steps_per_s"] / r["one"]["steps_per_s"]
+    with pytest.raises(ValueError, match="--threads >= --ranks"):
+        compare(4, 2, "mlp", batch=20, steps=1)
