@@ -164,7 +164,9 @@ class Trainer:
 
         The first Ctrl-C or SIGTERM (in the main thread) finishes the current step, then the
         callbacks see status "interrupted" (the checkpoint callback saves); a second one
-        raises :class:`xpnet.train.signals.Interrupted` (a KeyboardInterrupt) at once.
+        raises :class:`xpnet.train.signals.Interrupted` (a KeyboardInterrupt) at once. Under
+        ``dist`` the first one is a vote, and every rank stops after the step at which the ranks
+        next read their losses (every ``log_every`` steps).
         """
         self.stop_status, self.stop_reason, self.stop_signal = None, "", None
         started = time.perf_counter()
