@@ -58,7 +58,7 @@ def hook(event, args):
     elif event in ("os.mkdir", "os.rename", "os.replace") and os.path.abspath(str(args[0])).startswith(out):
         seen.append(str(args[0]))
 sys.addaudithook(hook)
-from xpnet.cli import main
+from xpnet.cli.train import main
 status = main(sys.argv[3:])
 with open(f"{writes}.{os.environ.get('PMI_RANK', '0')}.json", "w") as f:
     json.dump(seen, f)

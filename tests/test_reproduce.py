@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 
 from tests.helpers import load_script
-from xpnet.cli import build_parser
+from xpnet.runflags import build_parser
 from xpnet.train.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,6 +7,7 @@ Layers write their gradients straight into views of the gradient buffer (``Layer
 Used wherever a device's views share memory with their base (NumPy, CuPy, array_api_strict).
 The gradient buffer keeps :data:`SPARE` slots after the gradients (``grads.buffer``), so a
 data-parallel step sends its loss and its votes (stop, save) in the same allreduce as the gradients.
+On accel's lower floor: it knows arrays and names, not layers or optimizers (imports only backend).
 """
 
 from __future__ import annotations
