@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +126,20 @@ def test_gradient_buffer_has_spare_slots_after_the_gradients() -> None:
     grads = tr.net.gradient(*next(iter(tr.loader)))
     assert grads.buffer.shape[0] == grads.flat.shape[0] + SPARE
     assert np.shares_memory(grads.flat, grads.buffer)
+
+
+@pytest.mark.parametrize(("signals", "agreed"), [((), None), ((signal.SIGINT,), "SIGINT"),
+                                                 ((signal.SIGINT, signal.SIGTERM), "SIGTERM")])
+def test_signal_votes_travel_in_the_spare_slots(signals: tuple[int, ...], agreed: str | None) -> None:
+    tr = build(None)
+    grads = tr.net.gradient(*next(iter(tr.loader)))
+    dp = DataParallel(dcomm.Solo())
+    for s in signals:
+        dp.vote_stop(s)
+    _, loss = dp.allreduce(grads, tr.net.last_loss, 1.0)
+    assert float(loss) == float(tr.net.last_loss) and dp.agreed_signal is None  # read with the losses, not before
+    assert dp.read_votes() == agreed and grads.buffer[-SPARE + 1:].tolist()[:2] == [
+        float(signal.SIGINT in signals), float(signal.SIGTERM in signals)]
 
 
 def test_one_rank_data_parallel_is_the_plain_run() -> None:

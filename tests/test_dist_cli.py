@@ -100,6 +100,15 @@ def test_two_ranks_train_the_one_process_model_into_one_run_folder(tmp_path: Pat
             assert float(np.max(np.abs(b[k] - v))) <= 1e-9 * max(float(np.max(np.abs(v))), 1e-12), k
         else:
             assert np.array_equal(a[k], b[k]), k
+    # Half of it on 2 ranks, the rest on 1 process: the global batch order goes on (float64: the same model).
+    half = tmp_path / "half"
+    p3 = run(2, *SMALL, "--epochs", "1", "--out", str(half), "--quiet")
+    p4 = run(1, "--resume", str(half), "--epochs", "2", "--quiet")
+    assert p3.returncode == 0 and p4.returncode == 0, p3.stderr + p4.stderr
+    c = state(half)
+    assert all(float(np.max(np.abs(c[k] - v))) <= 1e-9 * max(float(np.max(np.abs(v))), 1e-12)
+               for k, v in a.items() if v.dtype.kind == "f")
+    assert summary(half)["distributed"]["ranks"] == 1  # who trained last
     h1, h2 = summary(one)["history"], summary(two)["history"]
     assert [r["val_acc"] for r in h2] == [r["val_acc"] for r in h1] != [None, None]  # sharded, counts summed
     assert summary(two)["results"]["test_acc"] == summary(one)["results"]["test_acc"] is not None
