@@ -254,6 +254,8 @@ def _run(plan: _Plan, launch: Launch) -> int:
         trainer = cfgmod.build_trainer(cfg, plan.net, plan.data, optimizer=plan.optimizer, callbacks=callbacks,
                                        config={"run": cfg.to_dict(), "data": info, "model": model}, dist=dist)
     except ValueError as exc:  # the batches cannot be cut for this many ranks (the same on every rank)
+        if dist is None:
+            raise
         _say(f"error: {exc}")
         return EXIT_USAGE
     if dist is not None and plan.data.test is not None:
