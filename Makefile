@@ -59,6 +59,7 @@ lock: $(LOCK_VENV)/bin/pip-compile
 	$(LOCK_CMD) -o backends/cpu.txt pyproject.toml
 	$(LOCK_CMD) --extra cuda12 --constraint backends/cpu.txt -o backends/cuda12.txt pyproject.toml
 	$(LOCK_CMD) --extra cuda13 --constraint backends/cpu.txt -o backends/cuda13.txt pyproject.toml
+	$(LOCK_CMD) --extra mpi --constraint backends/cpu.txt -o backends/mpi.txt pyproject.toml
 	$(LOCK_CMD) --extra test --constraint backends/cpu.txt --constraint backends/cuda12.txt \
 		-o backends/test.txt pyproject.toml
 	$(LOCK_CMD) --allow-unsafe -o backends/build.txt backends/build.in

@@ -10,7 +10,9 @@ budget (together at most 480 s), each run in its own process group and killed at
    accuracy (on the bundled sample when real MNIST is absent: then no accuracy bar);
 4. ``sync``: a Trainer epoch of DeepConvNet with dropout, augmentation, clipping, a cosine schedule and
    patience under ``cupyx.allow_synchronize(False)`` (``scripts/gpu_nosync.py``);
-5. ``bench``: MLP and SimpleConvNet training steps against PyTorch CUDA (``scripts/bench.py``), in one process.
+5. ``bench``: MLP and SimpleConvNet training steps against PyTorch CUDA (``scripts/bench.py``), in one process;
+6. ``nccl``: data-parallel training on one rank (``XPNET_MPI=1``): steps whose gradients go through CuPy's NCCL
+   allreduce on the device give the very weights of the same steps without it (``scripts/gpu_nccl.py``).
 
 ``report.json`` and ``report.md`` (in ``--out``, default gpu-report/) are rewritten atomically after every stage,
 so a run cut short still says how far it got; beside them is one log per stage and nothing else (a GPU tool
@@ -63,6 +65,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("sync", 70, "a Trainer epoch of DeepConvNet (dropout, shift:2, clip-norm, cosine, patience) with no "
                       "device->host sync between the loss read-backs"),
     Stage("bench", 60, "MLP and SimpleConvNet training steps, xpnet vs PyTorch CUDA"),
+    Stage("nccl", 30, "data-parallel on one rank (XPNET_MPI=1): steps through CuPy's NCCL allreduce give the "
+                      "plain steps' weights"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -182,6 +186,7 @@ def stage_commands(work: Path) -> dict[str, tuple[list[str], dict[str, str], Pat
         "train": ([py, "scripts/train.py", "--device", "cuda", "--out", str(work / "main-job")], data_env, None),
         "sync": ([py, "scripts/gpu_nosync.py", "--device", "cuda", "--out", str(work / "sync.json")], data_env,
                  None),
+        "nccl": ([py, "scripts/gpu_nccl.py", "--out", str(work / "nccl.json")], {"XPNET_MPI": "1"}, None),
         "bench": ([py, "scripts/bench.py", "--device", "cuda", "--configs", "mlp,conv", "--repeats", "3",
                    "--one-process", "--no-memory", "--out", str(work / "bench.json")], {}, None),
     }
@@ -246,7 +251,8 @@ def read_bench(work: Path) -> list[dict[str, Any]] | None:
 
 
 READERS: dict[str, Callable[[Path], Any]] = {"doctor": read_doctor, "tests": read_tests, "train": read_train,
-                                             "sync": lambda work: _json(work / "sync.json"), "bench": read_bench}
+                                             "sync": lambda work: _json(work / "sync.json"), "bench": read_bench,
+                                             "nccl": lambda work: _json(work / "nccl.json")}
 
 
 def verdict(name: str, rc: int, killed: bool, facts: Any) -> str:
@@ -257,7 +263,7 @@ def verdict(name: str, rc: int, killed: bool, facts: Any) -> str:
         return "failed"
     if name == "train" and isinstance(facts, dict) and facts["bar"]["ok"] is False:
         return "failed"
-    if name == "sync" and not (isinstance(facts, dict) and facts.get("ok")):
+    if name in ("sync", "nccl") and not (isinstance(facts, dict) and facts.get("ok")):
         return "failed"
     return "passed"
 

@@ -268,3 +268,25 @@ def test_timed_steps_do_not_read_the_device_back(bench: ModuleType, name: str) -
     bad[0][1][0] = 10  # a label past the 10 outputs is still refused, once, when the runner is made
     with pytest.raises(ValueError, match="label"):
         bench.runners.XpnetRunner(cfg, backend.cpu(), bad)
+
+
+def test_ranks_times_one_rank_against_two(tmp_path: Path) -> None:
+    if not (Path(sys.executable).parent / "mpiexec").exists():
+        pytest.skip(f"no mpiexec beside {sys.executable} (pip install 'xpnet[mpi]')")
+    out = tmp_path / "ranks.json"
+    proc = run("--ranks", "2", "--threads", "2", "--tiny", "--no-torch", "--configs", "mlp", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    [row] = json.loads(out.read_text())["ranks"]
+    one, many = row["one"], row["many"]
+    assert (one["ranks"], one["threads"], many["ranks"], many["threads"]) == (1, 2, 2, 1)
+    assert one["allreduce_alone_s"] is None and 0 < many["allreduce_share"] < 1 and many["allreduce_alone_s"] > 0
+    assert many["allreduce_bytes"] == 4 * (784 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10)
+    assert row["speedup"] == many["steps_per_s"] / one["steps_per_s"]
+    assert "2 ranks x 1 threads" in proc.stdout and "of a step" in proc.stdout
+
+
+@pytest.mark.parametrize(("args", "words"), [(("--ranks", "3", "--threads", "2"), "--ranks 3: needs 2 <= N <= "),
+                                             (("--ranks", "2", "--threads", "2", "--e2e"), "drop --e2e")])
+def test_ranks_bad_flags_are_one_line(args: tuple[str, ...], words: str) -> None:
+    proc = run(*args, "--no-torch")
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr

@@ -57,7 +57,7 @@ def test_the_plan_as_json_needs_no_cuda_and_fits_the_budget() -> None:
     assert run.returncode == 0, run.stderr
     stages = json.loads(run.stdout)["stages"]
     assert len(stages) >= 4 and all(isinstance(s["name"], str) and s["budget_s"] > 0 for s in stages)
-    assert {"doctor", "tests", "train", "sync", "bench"} <= {s["name"] for s in stages}
+    assert {"doctor", "tests", "train", "sync", "bench", "nccl"} <= {s["name"] for s in stages}
     assert sum(s["budget_s"] for s in stages) <= 480
 
 
@@ -88,6 +88,7 @@ def _write_outputs(work: Path, acc: float = 0.981, failed_test: bool = True) -> 
                                                 "ok": True}))
     (work / "bench.json").write_text(json.dumps({"results": [
         {"config": "mlp", "title": "MLP", "xpnet": {"samples_per_s": 1e6}, "torch": {"samples_per_s": 2e6}}]}))
+    (work / "nccl.json").write_text(json.dumps({"ranks": 1, "steps": 20, "same_weights": True, "ok": True}))
 
 
 def _real_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,7 +113,7 @@ def test_the_report_collects_the_stages_outputs(gpu_check: ModuleType, tmp_path:
     assert rep["train"]["test_acc"] == 0.981 and rep["train"]["bar"] == {"required": 0.975, "ok": True}
     assert rep["tests"]["passed"] == 1 and rep["tests"]["failed"] == ["tests.test_x::test_b"]
     assert rep["sync"]["flushes"] == 2
-    assert rep["ok"] is False and rep["complete"] is False  # one stage failed, three not run
+    assert rep["ok"] is False and rep["complete"] is False  # one stage failed, four not run
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| MLP | 1,000,000 | 2,000,000 |" in md and "FAILED" in md and "test accuracy 0.981" in md
     assert "FAILED tests.test_x::test_b" in md and "| train | 100 | pending |" in md
@@ -137,10 +138,11 @@ def test_the_whole_flow_and_the_main_job_bar(gpu_check: ModuleType, tmp_path: Pa
     monkeypatch.setattr(gpu_check, "run_bounded", fake_run)
     out = tmp_path / "report"
     assert gpu_check.main(["--out", str(out), "--work", str(work)]) == expect
-    assert [n for n, _, _ in ran] == ["doctor", "tests", "train", "sync", "bench"]
+    assert [n for n, _, _ in ran] == ["doctor", "tests", "train", "sync", "bench", "nccl"]
     assert [b for _, b, _ in ran] == [s.budget_s for s in gpu_check.STAGES]
     envs = {n: e for n, _, e in ran}
     assert envs["tests"] == {"XPNET_REQUIRE_CUPY": "1"}
+    assert envs["nccl"] == {"XPNET_MPI": "1"}  # MPI with one rank, no launcher
     assert "XPNET_OFFLINE" not in envs["train"]  # real MNIST, not the bundled sample
     rep = json.loads((out / "report.json").read_text())
     assert rep["train"]["bar"] == {"required": 0.975, "ok": expect == 0}

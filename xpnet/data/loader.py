@@ -16,6 +16,7 @@ import numpy as np
 from xpnet import backend
 from xpnet.backend import Device
 from xpnet.data.augment import Augment
+from xpnet.dist.shard import span
 
 
 def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -46,6 +47,8 @@ class DataLoader:
     ``epoch`` counts finished epochs and ``step`` the batches handed out in the
     current one; :meth:`state_dict` / :meth:`load_state_dict` save and restore
     them, and the next iteration resumes at that batch. One iteration runs at a time.
+    Under data-parallel training :meth:`shard` makes it hand out one rank's part of every batch;
+    ``batch_sizes`` is (this part's size, the whole batch's) for the batch handed out last.
     Index labels are checked to lie in [0, num_classes) here, once, so the training step need
     not check them again (``SoftmaxWithLoss.check_labels``): no device→host sync per step.
     """
@@ -85,6 +88,8 @@ class DataLoader:
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self.epoch = 0
         self.step = 0
+        self.rank, self.ranks = 0, 1
+        self.batch_sizes = (0, 0)
         self._n = n
         self._sample_shape = self._out_shape(x_shape[1:])
         self.augment = augment
@@ -125,6 +130,13 @@ class DataLoader:
                 return (1, side, side)
         raise ValueError(f"cannot make NCHW batches from samples of shape {rest}; pass flatten=True")
 
+    def shard(self, rank: int, size: int) -> None:
+        """From now on hand out part ``rank`` of ``size`` of every batch (:func:`xpnet.dist.shard.span`):
+        the epoch's order, batches and state stay the global ones, as in one process."""
+        if not 0 <= rank < size:
+            raise ValueError(f"rank must be in 0..{size - 1}, got {rank}")
+        self.rank, self.ranks = int(rank), int(size)
+
     @property
     def num_samples(self) -> int:
         return self._n
@@ -147,6 +159,10 @@ class DataLoader:
         while self.step < nb:
             lo = self.step * self.batch_size
             hi = min(lo + self.batch_size, self._n)
+            whole = hi - lo
+            if self.ranks > 1:
+                lo, hi = span(lo, hi, self.rank, self.ranks)
+            self.batch_sizes = (hi - lo, whole)
             with dev.context():  # the batch is made on the loader's GPU; the caller's stays current at yield
                 if order is None:
                     xb, tb = self.x[lo:hi, ...], self.t[lo:hi, ...]

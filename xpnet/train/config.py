@@ -349,19 +349,20 @@ def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...]
 
 
 def build_trainer(cfg: RunConfig, net: Any, data: Data, *, optimizer: Any = None, callbacks: Sequence[Any] = (),
-                  config: dict[str, Any] | None = None) -> Any:
+                  config: dict[str, Any] | None = None, dist: Any = None) -> Any:
     """The Trainer of ``cfg``: its optimizer, epochs, learning-rate schedule and gradient clipping.
 
     The one place a RunConfig becomes a training loop: `xpnet train`, every search trial and
     the search's ``--final`` run call it, so none of them can train differently from the others
-    (a trial once ignored --schedule and --clip-norm that its command applied).
+    (a trial once ignored --schedule and --clip-norm that its command applied). ``dist``: one rank of a
+    data-parallel run (:class:`xpnet.dist.parallel.DataParallel`).
     """
     from xpnet.train.trainer import Trainer
 
     return Trainer(net, optimizer if optimizer is not None else build_optimizer(cfg), data.train,
                    epochs=cfg.epochs, evals=data.evals, callbacks=callbacks,
                    config=config if config is not None else {"run": cfg.to_dict(), "data": data.info},
-                   schedule=build_schedule(cfg, len(data.train)), clip_norm=cfg.clip_norm)
+                   schedule=build_schedule(cfg, len(data.train)), clip_norm=cfg.clip_norm, dist=dist)
 
 
 #: Units a DURATION flag (``--checkpoint-every 10m``) may end in, in seconds; none means seconds.
