@@ -41,8 +41,11 @@ class SampleDataWarning(UserWarning):
 class Dataset:
     """A dataset on the host, with where it came from (the trainer records ``summary()``).
 
-    ``x_*`` are uint8 (N, 28, 28); ``t_*`` uint8 class indices (N,).
-    ``is_sample`` is True for the bundled offline fallback, which is not the full set.
+    ``x_*`` are uint8 (N, 28, 28) for MNIST, (N, C, H, W) for pictures, or what an .npz held
+    (uint8 or float32); ``t_*`` integer class indices (N,). ``is_sample`` is True for the bundled
+    offline fallback, which is not the full set. ``kind`` says how to read a new input the way
+    these were made (see :mod:`xpnet.data.catalog`); ``decode_s`` and ``cache_hit`` how the
+    arrays were had this time.
     """
 
     name: str
@@ -53,6 +56,9 @@ class Dataset:
     x_test: np.ndarray
     t_test: np.ndarray
     classes: list[str] = field(default_factory=list)
+    kind: str = "idx"
+    decode_s: float = 0.0
+    cache_hit: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -62,7 +68,7 @@ class Dataset:
         """Plain data for run summaries and logs."""
         return {"name": self.name, "source": self.source, "is_sample": self.is_sample,
                 "train": int(self.x_train.shape[0]), "test": int(self.x_test.shape[0]),
-                "image_shape": list(self.x_train.shape[1:]), "classes": list(self.classes)}
+                "image_shape": list(self.x_train.shape[1:]), "classes": list(self.classes), "kind": self.kind}
 
     def __repr__(self) -> str:
         sample = ", SAMPLE" if self.is_sample else ""
