@@ -61,7 +61,7 @@ def open_dataset(dataset: str, data_dir: Path | str | None = None, *, image_size
     started = time.perf_counter()
     if kind in SPECS:
         ds = load_dataset(name, data_dir, download=download, cache=cache)
-        ds.kind, ds.decode_s = kind, time.perf_counter() - started
+        ds.decode_s = time.perf_counter() - started
         return ds
     if kind == cifar.NAME:
         a, src, seconds, hit = cifar.load(data_dir, download, cache)

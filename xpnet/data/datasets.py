@@ -56,13 +56,16 @@ class Dataset:
     x_test: np.ndarray
     t_test: np.ndarray
     classes: list[str] = field(default_factory=list)
-    kind: str = "idx"
+    kind: str = "mnist"
     decode_s: float = 0.0
     cache_hit: bool = False
 
     @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        """The class names' count; for arrays made without names, the largest label + 1."""
+        if self.classes:
+            return len(self.classes)
+        return int(max((int(t.max()) for t in (self.t_train, self.t_test) if t.size), default=-1)) + 1
 
     def summary(self) -> dict[str, Any]:
         """Plain data for run summaries and logs."""
@@ -273,7 +276,7 @@ def load_dataset(name: str = "mnist", data_dir: Path | str | None = None, *,
             _write_cache(cache_path, key, arrays)
     x_train, t_train, x_test, t_test = arrays
     return Dataset(spec.name, found.source, found.origin == "sample", x_train, t_train, x_test, t_test,
-                   list(spec.classes))
+                   list(spec.classes), kind=spec.name)
 
 
 def load_mnist(normalize: bool = True, flatten: bool = True, one_hot_label: bool = False,

@@ -154,11 +154,14 @@ def preprocess(grey: np.ndarray, dataset: str = "mnist", name: str = "image") ->
     return STYLES[dataset](grey, name).astype(np.float32)
 
 
-def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
-    """Ready-made inputs from a .npy: (28, 28) or (N, 28, 28), uint8 0..255 or floats 0..1 → float32 (N, 28, 28).
+def read_npy(path: str | os.PathLike[str], shape: tuple[int, ...] = (SIZE, SIZE)) -> np.ndarray:
+    """Ready-made inputs from a .npy: one sample of ``shape`` ((28, 28) for MNIST) or a stack (N, *shape),
+    uint8 0..255 or floats 0..1 → float32 (N, *shape).
 
     They are taken as the datasets store them (light ink on black, already centred): no preprocessing.
     """
+    want = tuple(shape)
+    text = ", ".join(map(str, want))
     p = Path(path)
     try:
         a = np.load(p, allow_pickle=False)
@@ -166,11 +169,11 @@ def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageError(f"{p}: not a readable .npy array ({_first_line(exc)})") from None
     if not isinstance(a, np.ndarray):
         a.close()  # an NpzFile holds the file open
-        raise ImageError(f"{p}: holds several arrays (an .npz?); give one (28, 28) or (N, 28, 28) array")
-    if a.ndim == 2:
+        raise ImageError(f"{p}: holds several arrays (an .npz?); give one ({text}) or (N, {text}) array")
+    if a.shape == want:
         a = a[None]
-    if a.ndim != 3 or a.shape[1:] != (SIZE, SIZE) or a.shape[0] == 0:
-        raise ImageError(f"{p}: array of shape {a.shape}; expected (28, 28) or (N, 28, 28) with N >= 1")
+    if a.shape[1:] != want or a.shape[0] == 0:
+        raise ImageError(f"{p}: array of shape {a.shape}; expected ({text}) or (N, {text}) with N >= 1")
     if a.dtype.kind not in "uif":
         raise ImageError(f"{p}: array of dtype {a.dtype}; expected grey levels (uint8 0..255 or floats 0..1)")
     x = a.astype(np.float64)
