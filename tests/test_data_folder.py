@@ -112,14 +112,15 @@ def test_a_corrupt_png_is_named(tmp_path: Path) -> None:
         open_dataset(str(root))
 
 
-def test_a_decompression_bomb_is_refused_naming_pillows_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                             ) -> None:
+@pytest.mark.parametrize("limit", [3000, 1000])  # 64x64 = 4096 pixels: over the limit (Pillow warns), over twice it
+def test_a_decompression_bomb_is_refused_naming_pillows_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              limit: int) -> None:
     from PIL import Image
 
     root = picture_folder(tmp_path / "pics", per_class=3)
     save_picture(root / "red" / "huge.png", np.zeros((64, 64, 3), np.uint8), "PNG")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 = 4096 pixels: over 2x the limit
-    with pytest.raises(DataError, match=r"red/huge\.png: refused as a decompression bomb.*MAX_IMAGE_PIXELS = 1,000"):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(DataError, match=rf"red/huge\.png: refused as a decompression bomb.*MAX_IMAGE_PIXELS = {limit:,}"):
         open_dataset(str(root))
 
 

@@ -24,7 +24,7 @@ from xpnet import backend
 from xpnet.search import space as spacemod
 from xpnet.search.trainflags import TrainFlags
 from xpnet.train import checkpoint as ckpt
-from xpnet.train.config import RunConfig, build_data, build_net, build_optimizer, load_data
+from xpnet.train.config import RunConfig, build_net_and_data, build_optimizer, load_data
 from xpnet.train.trainer import Callback, Record, Trainer
 
 #: How a trial ended, as stored in its "status" user attribute (Optuna's own state is coarser).
@@ -134,8 +134,7 @@ class Objective:
         from xpnet.train.metrics import MetricsCSV
 
         def fresh() -> Trainer:
-            net = build_net(cfg, self.device)
-            data = build_data(cfg, self.device, tuple(net.input_shape), dataset=self.dataset(cfg), with_test=False)
+            net, data = build_net_and_data(cfg, self.device, dataset=self.dataset(cfg), with_test=False)
             return Trainer(net, build_optimizer(cfg), data.train, epochs=cfg.epochs, evals=data.evals,
                            config={"run": cfg.to_dict(), "data": data.info})
 
