@@ -57,19 +57,31 @@ def picture_folder(root: Path, per_class: int = 12, sizes: tuple[tuple[int, int]
     return root
 
 
-def cifar_records(n: int, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """``n`` records in CIFAR-10's binary format and the (x (N, 3, 32, 32), labels) they hold."""
+#: A colour per CIFAR class for learnable generated records: class k is mostly this colour.
+CIFAR_PALETTE = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30], [230, 30, 230],
+                          [30, 230, 230], [240, 240, 240], [20, 20, 20], [128, 64, 0], [0, 128, 128]])
+
+
+def cifar_records(n: int, seed: int, learnable: bool = False) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """``n`` records in CIFAR-10's binary format and the (x (N, 3, 32, 32), labels) they hold.
+
+    ``learnable``: each picture is its class's colour plus noise (else uniform noise).
+    """
     rng = np.random.default_rng(seed)
     t = rng.integers(0, 10, n).astype(np.uint8)
-    x = rng.integers(0, 256, (n, 3, 32, 32)).astype(np.uint8)
+    if learnable:
+        noisy = CIFAR_PALETTE[t][:, :, None, None] + rng.normal(0, 30, (n, 3, 32, 32))
+        x = np.clip(noisy, 0, 255).astype(np.uint8)
+    else:
+        x = rng.integers(0, 256, (n, 3, 32, 32)).astype(np.uint8)
     raw = b"".join(bytes([int(t[i])]) + x[i].tobytes() for i in range(n))
     return raw, x, t
 
 
-def cifar_files(per_batch: int = 4, seed: int = 0) -> dict[str, bytes]:
+def cifar_files(per_batch: int = 4, seed: int = 0, learnable: bool = False) -> dict[str, bytes]:
     """The seven files of ``cifar-10-batches-bin/`` with ``per_batch`` records in each batch."""
-    files = {name: cifar_records(per_batch, seed + i)[0] for i, name in enumerate(cifar.TRAIN_FILES)}
-    files[cifar.TEST_FILE] = cifar_records(per_batch, seed + 99)[0]
+    files = {name: cifar_records(per_batch, seed + i, learnable)[0] for i, name in enumerate(cifar.TRAIN_FILES)}
+    files[cifar.TEST_FILE] = cifar_records(per_batch, seed + 99, learnable)[0]
     files[cifar.META_FILE] = ("\n".join(cifar.CLASSES) + "\n\n").encode()
     return files
 
