@@ -50,7 +50,7 @@ die() { echo "check_image.sh: $*" >&2; exit 1; }
 
 say "files the build needs"
 missing=0
-for f in Dockerfile .dockerignore pyproject.toml README.md xpnet/__init__.py xpnet/doctor.py \
+for f in Dockerfile .dockerignore pyproject.toml README.md xpnet/__init__.py xpnet/cli/doctor.py \
          backends/cpu.txt backends/cuda12.txt backends/test.txt backends/build.txt; do
   if [[ -f $f ]]; then echo "ok       $f"; else echo "MISSING  $f"; missing=1; fi
 done
@@ -62,8 +62,8 @@ for f in backends/cpu.txt backends/cuda12.txt backends/test.txt backends/build.t
   [[ ! -f $f ]] || grep -q -- '--hash=sha256:' "$f" || { echo "NO HASHES $f"; missing=1; }
 done
 ((missing == 0)) || die "the build cannot work with files missing (see above)"
-if [[ -n $SMOKE_ARGS && ! -f xpnet/cli.py ]]; then
-  echo "note     xpnet/cli.py is not there yet: the smoke stage runs the doctor only"
+if [[ -n $SMOKE_ARGS && ! -f xpnet/cli/train.py ]]; then
+  echo "note     xpnet/cli/train.py is not there yet: the smoke stage runs the doctor only"
   SMOKE_ARGS=""
 fi
 

@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                      for d in filter(None, [os.environ.get("XPNET_DATA_DIR")]) for sub in ("mnist", "."))
     data_env = {} if real_mnist else {"XPNET_OFFLINE": "1"}  # the bundled sample, no download
     steps = [
-        run_step("doctor", [py, "-m", "xpnet.doctor", "--require-cuda"], out),
-        run_step("doctor-json", [py, "-m", "xpnet.doctor", "--json", "--require-cuda"], out,
+        run_step("doctor", [py, "-m", "xpnet", "doctor", "--require-cuda"], out),
+        run_step("doctor-json", [py, "-m", "xpnet", "doctor", "--json", "--require-cuda"], out,
                  stdout=out / "doctor.json"),
     ]
     steps.append(run_step("tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider",

@@ -22,7 +22,7 @@ from pathlib import Path
 # Run from a checkout without installing: make the repository importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xpnet.cli import main as train_main  # noqa: E402
+from xpnet.cli.train import main as train_main  # noqa: E402
 
 #: Flags every row shares: choose on a 10% validation split, keep the best epoch, seed 0.
 COMMON = ["--val-split", "0.1", "--seed", "0", "--train-eval-size", "10000"]

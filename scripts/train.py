@@ -7,7 +7,7 @@ from pathlib import Path
 # Run from a checkout without installing: make the repository importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xpnet.cli import main  # noqa: E402
+from xpnet.cli.train import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import labels, randn
-from xpnet import accel, backend, conv, nets, optim
-from xpnet.accel import fused_conv
+from xpnet import accel, backend, conv, fusion, nets, optim
 from xpnet.accel.im2col import strided_im2col_t
 from xpnet.backend import Device, to_device, to_host
 from xpnet.layers import Relu
@@ -109,7 +108,7 @@ def conv_nets(dev: Device, fuse: bool) -> list[nets.Sequential]:
     for net in made:
         net.fuse = fuse
     if fuse:
-        made[2].plan = fused_conv.plan(made[2].layers, every=True)
+        made[2].plan = fusion.plan(made[2].layers, every=True)
     return made
 
 
@@ -117,12 +116,12 @@ def test_conv_nets_run_fused_blocks() -> None:
     simple, _, deep = conv_nets(backend.cpu(), True)
     assert [type(b).__name__ for b in simple.plan][:2] == ["ConvReluPool", "Flatten"]
     # A net fuses only runs whose conv needs no input gradient: the inner ones are not worth it.
-    assert not any(isinstance(b, fused_conv.ConvReluPool) for b in fused_conv.plan(deep.layers))
-    assert sum(isinstance(b, fused_conv.ConvReluPool) for b in deep.plan) == 3  # conv_nets forced them
+    assert not any(isinstance(b, fusion.ConvReluPool) for b in fusion.plan(deep.layers))
+    assert sum(isinstance(b, fusion.ConvReluPool) for b in deep.plan) == 3  # conv_nets forced them
     assert [type(layer).__name__ for layer in simple.layers][:3] == ["Convolution", "Relu", "Pooling"]
-    assert fused_conv.has_fused_block(simple)
+    assert fusion.has_fused_block(simple)
     simple.fuse = False
-    assert not fused_conv.has_fused_block(simple) and simple.plan is simple.layers
+    assert not fusion.has_fused_block(simple) and simple.plan is simple.layers
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
@@ -157,7 +156,7 @@ def test_fused_block_matches_the_three_layers_with_ties(dev: Device, k: int, str
     c1, r1, p1 = layers()
     y_ref = p1.forward(r1.forward(c1.forward(x)))
     c2, _, p2 = layers()
-    block = fused_conv.ConvReluPool(c2, p2)
+    block = fusion.ConvReluPool(c2, p2)
     y = block.forward(x)
     np.testing.assert_array_equal(to_host(y), to_host(y_ref))
     dout = to_device(np.random.default_rng(7).standard_normal(tuple(y.shape)), dev)
@@ -174,13 +173,13 @@ def test_window_im2col_is_a_column_permutation_and_col2im_its_adjoint(
     n, oh, ow = 2, conv.out_size(9, fh, stride, pad), conv.out_size(8, fh, stride, pad)
     bh, bw = oh // block, ow // block
     plain = to_host(conv.im2col_t(x, fh, fh, stride, pad)).reshape(-1, n, oh, ow)
-    ordered = fused_conv.window_im2col_t(x, fh, fh, stride, pad, block)
+    ordered = fusion.window_im2col_t(x, fh, fh, stride, pad, block)
     expect = plain[:, :, :bh * block, :bw * block].reshape(-1, n, bh, block, bw, block).transpose(0, 3, 5, 1, 2, 4)
     np.testing.assert_array_equal(to_host(ordered), expect.reshape(plain.shape[0], -1))
     with accel.portable_only():  # the slicing version (what array_api_strict always runs)
-        np.testing.assert_array_equal(to_host(fused_conv.window_im2col_t(x, fh, fh, stride, pad, block)),
+        np.testing.assert_array_equal(to_host(fusion.window_im2col_t(x, fh, fh, stride, pad, block)),
                                       to_host(ordered))
     cols = randn(dev, *ordered.shape, seed=9)
     lhs = float(dev.xp.sum(ordered * cols))
-    rhs = float(dev.xp.sum(x * fused_conv.window_col2im_t(cols, tuple(x.shape), fh, fh, stride, pad, block)))
+    rhs = float(dev.xp.sum(x * fusion.window_col2im_t(cols, tuple(x.shape), fh, fh, stride, pad, block)))
     assert lhs == pytest.approx(rhs, rel=1e-12)  # <im2col_t(x), c> = <x, col2im_t(c)>

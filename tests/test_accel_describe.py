@@ -1,4 +1,4 @@
-"""The fast paths in use are visible: ``accel.describe``, the trainer's start line, summary.json, the doctor."""
+"""The fast paths in use are visible: ``fast_paths.describe``, the trainer's start line, summary.json, the doctor."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from xpnet import accel, backend, nets
+from xpnet import backend, fast_paths, nets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,17 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_describe_says_what_runs_on_each_backend(strict_dev: backend.Device) -> None:
     cpu = backend.cpu()
     conv = nets.SimpleConvNet((1, 12, 12), {"filter_num": 2, "filter_size": 3}, hidden_size=4, device=cpu)
-    on = accel.describe(cpu, conv)
+    on = fast_paths.describe(cpu, conv)
     assert on["flat buffers"] and on["fused conv block"] and on["NumPy out= updates"] and not on["CuPy kernels"]
     conv.fuse = False
-    assert not accel.describe(cpu, conv)["fused conv block"]
+    assert not fast_paths.describe(cpu, conv)["fused conv block"]
     book = nets.TwoLayerNet(4, 3, 2, device=cpu, flat=False)
-    assert not accel.describe(cpu, book)["flat buffers"]
-    strict = accel.describe(strict_dev)
+    assert not fast_paths.describe(cpu, book)["flat buffers"]
+    strict = fast_paths.describe(strict_dev)
     assert strict["flat buffers"] and not (strict["CuPy kernels"] or strict["NumPy out= updates"]
                                            or strict["allocator tuning"])
     assert "fused conv block" not in strict  # a device alone has no blocks to fuse
-    assert accel.describe_line(strict_dev).startswith("fast paths: flat buffers on, CuPy kernels off")
+    assert fast_paths.describe_line(strict_dev).startswith("fast paths: flat buffers on, CuPy kernels off")
 
 
 def _train(tmp_path: Path, mnist_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +55,7 @@ def test_quiet_leaves_the_fast_path_line_out(tmp_path: Path, mnist_path: Path) -
 
 @pytest.mark.parametrize("flag", [[], ["--json"]])
 def test_the_doctor_lists_the_fast_paths(flag: list[str]) -> None:
-    p = subprocess.run([sys.executable, "-m", "xpnet.doctor", *flag], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "xpnet", "doctor", *flag], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert p.returncode == 0, p.stderr
     if flag:

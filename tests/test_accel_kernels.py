@@ -39,14 +39,14 @@ def run_both(dev: Device, name: str, dtype: str = "float64", steps: int = 5) -> 
 @pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adam"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_numpy_scratch_updates_are_bitwise_the_formula(name: str, dtype: str) -> None:
-    assert optim.OPTIMIZERS[name] in host.UPDATES
+    assert optim.OPTIMIZERS[name].formula in host.UPDATES
     params, twin = run_both(backend.cpu(), name, dtype)
     for k in params:  # the same operations in the same order: bitwise the same
         assert params[k].dtype == twin[k].dtype
         np.testing.assert_array_equal(params[k], twin[k], err_msg=k)
 
 
-@pytest.mark.parametrize("cls", list(kernels.OPTIMIZERS))
+@pytest.mark.parametrize("cls", [c for c in optim.OPTIMIZERS.values() if c.formula in kernels.OPTIMIZERS])
 def test_kernel_parameters_are_the_formulas_names(cls: type[optim.Optimizer]) -> None:
     """The kernel takes g and hyper()'s names in, p and the slots out: the names ``step`` itself uses."""
     sig = inspect.signature(cls.step)
@@ -56,7 +56,7 @@ def test_kernel_parameters_are_the_formulas_names(cls: type[optim.Optimizer]) ->
     opt.iter = 1
     assert positional == ["p", "g", *cls.slots]
     assert sorted(keywords) == sorted(opt.hyper())
-    ins, outs, body = kernels.source(cls, list(opt.hyper()))
+    ins, outs, body = kernels.source(cls.formula, cls.slots, list(opt.hyper()))
     assert ins.split(", ") == [f"T {n}" for n in ["g", *opt.hyper()]]
     assert outs.split(", ") == [f"T {n}" for n in ["p", *cls.slots]]
     names = {n.split()[-1] for n in f"{ins}, {outs}".split(", ")}
@@ -64,21 +64,23 @@ def test_kernel_parameters_are_the_formulas_names(cls: type[optim.Optimizer]) ->
     assert used - {"sqrt", "T"} <= names, f"{cls.__name__}'s kernel uses names its formula does not have"
 
 
-def test_every_optimizer_has_its_fused_variants_keyed_by_class() -> None:
-    assert set(kernels.OPTIMIZERS) == set(optim.OPTIMIZERS.values())
+def test_every_optimizer_has_its_fused_variants_keyed_by_formula_name() -> None:
+    assert set(kernels.OPTIMIZERS) == {c.formula for c in optim.OPTIMIZERS.values()}
 
     class MySGD(optim.SGD):  # a subclass with its own formula must not run its parent's kernel
         def step(self, p: object, g: object, *, lr: float) -> None:
             p -= 2 * lr * g  # type: ignore[operator]
 
     assert accel.formula_class(MySGD(0.1)) is MySGD
-    assert kernels.optimizer(MySGD, {"lr": 0.1}) is None
-    assert MySGD not in host.UPDATES
+    assert accel.formula(MySGD(0.1)) is None  # it inherits SGD's ``formula`` attribute, not its kernel
+    assert kernels.optimizer(accel.formula(MySGD(0.1)), MySGD.slots, {"lr": 0.1}) is None
+    assert accel.formula(MySGD(0.1)) not in host.UPDATES
 
     class Renamed(optim.Adam):  # no formula of its own (the book's facade): the parent's fast versions run
         pass
 
     assert accel.formula_class(Renamed()) is optim.Adam
+    assert accel.formula(Renamed()) == "adam"
     p, g = np.ones(3), np.ones(3)
     MySGD(0.25).update({"p": p}, {"p": g})
     np.testing.assert_array_equal(p, 0.5)

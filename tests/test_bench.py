@@ -89,12 +89,12 @@ def test_flops_per_sample_counts_forward_and_twice_backward(bench: ModuleType) -
 
     mlp = nets.MultiLayerNet(784, [100, 100], 10, device="cpu")
     fwd = 2 * (784 * 100 + 100 * 100 + 100 * 10)
-    assert bench.flops_per_sample(mlp) == 3 * fwd - 2 * 784 * 100  # the first layer's dx is skipped
+    assert bench.runners.flops_per_sample(mlp) == 3 * fwd - 2 * 784 * 100  # the first layer's dx is skipped
     conv = nets.SimpleConvNet(device="cpu")
     conv.predict(conv.device.xp.zeros((1, 1, 28, 28), dtype=conv.device.xp.float32))
     conv_fwd = 2 * 30 * 25 * 24 * 24
     affine_fwd = 2 * (4320 * 100 + 100 * 10)
-    assert bench.flops_per_sample(conv) == 2 * conv_fwd + 3 * affine_fwd
+    assert bench.runners.flops_per_sample(conv) == 2 * conv_fwd + 3 * affine_fwd
 
 
 def test_torch_twin_has_the_same_initial_weights(bench: ModuleType) -> None:
@@ -105,7 +105,7 @@ def test_torch_twin_has_the_same_initial_weights(bench: ModuleType) -> None:
     from xpnet.backend import to_host
 
     net = nets.SimpleConvNet((1, 10, 10), {"filter_num": 3, "filter_size": 3}, hidden_size=7, device="cpu")
-    twin = bench.torch_twin(net, "cpu")
+    twin = bench.runners.torch_twin(net, "cpu")
     x = np.random.default_rng(0).random((4, 1, 10, 10), dtype=np.float32)
     with torch.no_grad():
         theirs = twin(torch.from_numpy(x)).numpy()
@@ -196,7 +196,9 @@ def test_gpu_memory_figure_is_the_runs_peak_not_the_pools_cache(bench: ModuleTyp
                 pool.alloc(50 * 2**20)
                 pool.release(50 * 2**20)
 
-    assert bench._device_memory(Runner(), 3) == pytest.approx(50.0)
+    from benchkit import memory  # beside bench.py, on the path the bench fixture's import set
+
+    assert memory._device_memory(Runner(), 3) == pytest.approx(50.0)
 
 
 def test_a_time_worker_times_one_framework_in_its_own_process() -> None:
@@ -215,9 +217,9 @@ def test_repeats_alternate_between_fresh_processes(bench: ModuleType, monkeypatc
         calls.append(spec["framework"])
         return {"step_s": 0.01 * len(calls), "first_loss": 2.3}
 
-    monkeypatch.setattr(bench, "in_worker", fake_worker)
+    monkeypatch.setattr(bench.steps, "in_worker", fake_worker)
     args = SimpleNamespace(repeats=3, threads=2, data="random")
-    per_step, first = bench.time_in_processes("conv", ["xpnet", "torch"], args, bench.backend.cpu())
+    per_step, first = bench.steps.time_in_processes("conv", ["xpnet", "torch"], args, bench.backend.cpu())
     assert calls == ["xpnet", "torch", "torch", "xpnet", "xpnet", "torch"]
     assert per_step == {"xpnet": [0.01, 0.04, 0.05], "torch": [0.02, 0.03, 0.06]}
     assert first == {"xpnet": 2.3, "torch": 2.3}

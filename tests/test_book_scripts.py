@@ -73,7 +73,7 @@ def test_port_is_the_readme_replacement() -> None:
                          "from xpnet.book.two_layer_net import TwoLayerNet\n"
                          "from xpnet.book.simple_convnet import SimpleConvNet\n"
                          "from xpnet.book.deep_convnet import DeepConvNet\nimport common_sense\n")
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[1] / "docs" / "book.md").read_text()  # the README's book page
     for needle in ("`from common.` → `from xpnet.book.`", "`from dataset.mnist` → `from xpnet.book.mnist`"):
         assert needle in readme
 

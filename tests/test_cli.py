@@ -1,7 +1,7 @@
 """xpnet-train end to end: real MNIST runs, outputs, resume, divergence, Ctrl-C and bad input.
 
 Runs that need a fresh interpreter (the console entry, the CUDA fallback warning,
-SIGINT) go through a subprocess; the rest call ``xpnet.cli.main`` in-process, which
+SIGINT) go through a subprocess; the rest call ``xpnet.cli.train.main`` in-process, which
 is the same code without paying the start-up for each case.
 """
 
@@ -23,7 +23,7 @@ import pytest
 from tests.helpers import call_main
 from xpnet import backend
 from xpnet.accel import tuning
-from xpnet.cli import main
+from xpnet.cli.train import main
 from xpnet.train import checkpoint as ckpt
 from xpnet.train.metrics import COLUMNS
 
@@ -105,7 +105,7 @@ def test_end_to_end_on_real_mnist(tmp_path: Path, mnist_path: Path) -> None:
 
 
 def test_help_and_module_entry() -> None:
-    p = subprocess.run([sys.executable, "-m", "xpnet.cli", "--help"], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "xpnet.cli.train", "--help"], capture_output=True, text=True,
                        env=env(), cwd=ROOT, timeout=60)
     assert p.returncode == 0 and "--resume" in p.stdout and "exit status" in p.stdout
 

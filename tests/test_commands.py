@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from xpnet import commands
+from xpnet import cli as commands
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,8 +63,8 @@ def test_python_m_xpnet_runs_the_same_commands() -> None:
 def test_entry_points() -> None:
     """`xpnet` is the dispatcher; `xpnet-train`, `xpnet-doctor` and scripts/train.py stay as they were."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"] == {"xpnet": "xpnet.commands:main", "xpnet-train": "xpnet.cli:main",
-                                  "xpnet-doctor": "xpnet.doctor:main"}
-    assert commands.COMMANDS["train"].target == "xpnet.cli:main"
-    assert commands.COMMANDS["doctor"].target == "xpnet.doctor:main"
-    assert "from xpnet.cli import main" in (ROOT / "scripts" / "train.py").read_text()
+    assert project["scripts"] == {"xpnet": "xpnet.cli:main", "xpnet-train": "xpnet.cli.train:main",
+                                  "xpnet-doctor": "xpnet.cli.doctor:main"}
+    assert commands.COMMANDS["train"].target == "xpnet.cli.train:main"
+    assert commands.COMMANDS["doctor"].target == "xpnet.cli.doctor:main"
+    assert "from xpnet.cli.train import main" in (ROOT / "scripts" / "train.py").read_text()

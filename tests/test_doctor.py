@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from xpnet import backend, doctor
+from xpnet import backend
+from xpnet import diagnosis as doctor
+from xpnet.cli import doctor as doctor_cli
 
 
 def _doctor(*args: str) -> subprocess.CompletedProcess[str]:
@@ -52,7 +54,7 @@ def test_doctor_json_and_require_cuda() -> None:
 
 
 def test_console_script_entry_point_is_the_same_main() -> None:
-    assert doctor.main(["--json"]) == 0
+    assert doctor_cli.main(["--json"]) == 0
 
 
 @pytest.mark.parametrize(("reason", "expect"), [
@@ -70,7 +72,7 @@ def test_advice_names_the_fix(reason: str, expect: str, monkeypatch: pytest.Monk
 
 def test_failed_cpu_check_exits_nonzero(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(doctor, "matmul_check", lambda dev: (False, "matmul failed: broken"))
-    assert doctor.main([]) == 1
+    assert doctor_cli.main([]) == 1
     assert "the CPU backend does not work" in capsys.readouterr().out
 
 
@@ -122,6 +124,6 @@ def test_the_probe_reports_the_kernel_a_pin_picks() -> None:
     if tuning.blas_info()["threads"] is None or "avx2" not in tuning.cpu_flags():
         pytest.skip("needs NumPy's OpenBLAS on an x86-64 CPU with AVX2, where OPENBLAS_CORETYPE=Haswell runs")
     env = {**os.environ, "OPENBLAS_CORETYPE": "Haswell"}
-    out = subprocess.run([sys.executable, "-c", "from xpnet import doctor; doctor.blas_probe()"], env=env,
+    out = subprocess.run([sys.executable, "-c", "from xpnet import diagnosis; diagnosis.blas_probe()"], env=env,
                          capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout)["kernel"] == "Haswell"

@@ -99,8 +99,8 @@ def test_dockerfile_contract() -> None:
 
 def test_pyproject_declares_the_entry_points_the_image_uses() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["xpnet-train"] == "xpnet.cli:main"
-    assert project["scripts"]["xpnet-doctor"] == "xpnet.doctor:main"
+    assert project["scripts"]["xpnet-train"] == "xpnet.cli.train:main"
+    assert project["scripts"]["xpnet-doctor"] == "xpnet.cli.doctor:main"
     extras = project["optional-dependencies"]
     assert any(dep.startswith("cupy-cuda12x[ctk]") for dep in extras["cuda12"])
     assert any(dep.startswith("cupy-cuda13x[ctk]") for dep in extras["cuda13"])

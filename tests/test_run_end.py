@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from xpnet import backend
-from xpnet.cli import main
+from xpnet.cli.train import main
 from xpnet.train import Callback, Checkpoint, Trainer
 from xpnet.train import checkpoint as ckpt
 from xpnet.train.config import parse_duration
@@ -244,7 +244,7 @@ def test_sigterm_before_training_exits_143_and_writes_nothing(tmp_path: Path) ->
     out = tmp_path / "run"
     # SIGTERM arrives while the data is being read (the child sends it itself, at that exact moment).
     child = ("import os, signal, sys\n"
-             "from xpnet.cli import main\n"
+             "from xpnet.cli.train import main\n"
              "from xpnet.train import config\n"
              "load = config.build_data\n"
              "def build_data(*a, **k):\n"

@@ -3,7 +3,7 @@
 The training cases use real MNIST (skipped without it) with tiny runs: a few hundred
 images, a few epochs, one BLAS thread. Cases that need a process of their own
 (--workers, kill -9, SIGTERM) run ``scripts/search.py`` as a subprocess; the rest
-call ``xpnet.search.main`` in-process. The PostgreSQL cases are in
+call ``xpnet.cli.search.main`` in-process. The PostgreSQL cases are in
 test_search_postgres.py.
 """
 
@@ -26,8 +26,8 @@ optuna = pytest.importorskip("optuna", reason="xpnet search needs Optuna (pip in
 
 from tests.helpers import call_main  # noqa: E402
 from xpnet import backend  # noqa: E402
-from xpnet import cli as train_cli  # noqa: E402
-from xpnet.search import main  # noqa: E402
+from xpnet.cli import train as train_cli  # noqa: E402
+from xpnet.cli.search import main  # noqa: E402
 from xpnet.search import space as spacemod  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +129,46 @@ def test_search_writes_results_and_the_best_command_reproduces_it(tmp_path: Path
     assert "4 of 6 trials done" in err
     params = [tuple(r[k] for k in ("lr", "weight-decay")) for r in again]
     assert len(set(params)) == 6, "a continued study replayed earlier draws"
+
+
+SCHEDULED = ["--schedule", "cosine", "--warmup-epochs", "1", "--clip-norm", "1"]
+
+
+def test_trials_and_the_best_command_train_with_the_schedule_and_clipping(
+        tmp_path: Path, mnist: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 24 item 2: a trial trains as its `xpnet train` command does, --schedule/--clip-norm included."""
+    space = tmp_path / "space.toml"
+    space.write_text('[lr]\nkind = "log-uniform"\nlow = 0.05\nhigh = 0.3\n')
+    out = tmp_path / "s"
+    rc, _, err = run_main(capsys, *TINY, "--optimizer", "sgd", "--epochs", "3", "--trials", "2", "--sampler",
+                          "random", "--pruner", "none", "--space", str(space), "--out", str(out), *SCHEDULED,
+                          "--final")
+    assert rc == 0, err
+    st = load_study(out)
+    for t in st.trials:
+        lrs = [float(r["lr"]) for r in read_csv(out / "trials" / f"{t.number:04d}" / "metrics.csv")]
+        # Cosine after one warm-up epoch: the peak lr after epoch 1, then down towards 0 at the last step.
+        assert len(lrs) == 3 and lrs[0] == pytest.approx(t.params["lr"], rel=1e-3), lrs
+        assert lrs[0] > lrs[1] > lrs[2] and lrs[2] < 0.1 * lrs[0], lrs
+    best = json.loads((out / "best.json").read_text())
+    for flag in ("--schedule cosine", "--warmup-epochs 1", "--clip-norm 1"):
+        assert flag in best["command"], best["command"]
+    trial_rows = read_csv(out / "trials" / f"{best['trial']:04d}" / "metrics.csv")
+    rc = train_cli.main([*best["argv"], "--device", "cpu", "--out", str(tmp_path / "again"), "--quiet"])
+    assert rc == 0
+    capsys.readouterr()
+    again = read_csv(tmp_path / "again" / "metrics.csv")
+    assert [r["val_acc"] for r in again] == [r["val_acc"] for r in trial_rows]
+    assert [r["lr"] for r in again] == [r["lr"] for r in trial_rows]
+    # --final trains as its recorded command does too (the schedule and the clipping included).
+    final = json.loads((out / "final" / "final.json").read_text())
+    assert all(flag in final["command"] for flag in ("--schedule cosine", "--warmup-epochs 1", "--clip-norm 1"))
+    rc = train_cli.main([*final["argv"], "--device", "cpu", "--out", str(tmp_path / "final-again"), "--quiet"])
+    assert rc == 0
+    capsys.readouterr()
+    columns = ("train_loss", "train_acc", "lr")
+    assert [[r[c] for c in columns] for r in read_csv(tmp_path / "final-again" / "metrics.csv")] == \
+        [[r[c] for c in columns] for r in read_csv(out / "final" / "metrics.csv")]
 
 
 def test_pruner_stops_trials_early(tmp_path: Path, mnist: None, capsys: pytest.CaptureFixture[str]) -> None:

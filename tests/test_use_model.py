@@ -18,7 +18,7 @@ from PIL import Image
 
 import xpnet
 from tests.conftest import mnist_dir
-from xpnet import commands
+from xpnet import cli as commands
 from xpnet.model_io.evaluate import evaluate, softmax
 from xpnet.train import checkpoint as ckpt
 

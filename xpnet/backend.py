@@ -5,6 +5,10 @@ Everything above this module is written once against an Array API namespace
 such as array_api_strict for tests) and which native device arrays live on.
 Devices, namespaces, host <-> device transfers and random numbers live here;
 every library-specific fast path lives in :mod:`xpnet.accel`.
+
+This is the floor: it imports no other xpnet module, so every module can ask it for a
+device. Deciding whether CUDA is usable (including the kernel compile probe) is a device
+question and is answered here.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import math
 import re
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -131,10 +136,33 @@ def cuda_status() -> tuple[bool, str, int]:
         return False, reason, 0
     if count == 0:
         return False, "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)", 0
-    from xpnet.accel import kernels  # compiling a kernel is accel's business
-
-    problem = kernels.probe()
+    problem = _kernel_probe(cupy)
     return (False, problem, count) if problem else (True, "", count)
+
+
+_PROBE: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # the cupy module -> '' or why not
+
+
+def _kernel_probe(cupy: ModuleType) -> str:
+    """'' when GPU 0 compiles and runs an elementwise kernel and draws random numbers, else why not.
+
+    Counting devices is not enough: CuPy compiles every elementwise operation (``astype`` too) with
+    NVRTC against the CUDA headers, which a bare driver host or a ``-runtime`` image lacks, and cuRAND
+    is one more library that can be missing. The answer is kept per cupy module."""
+    if cupy not in _PROBE:
+        try:
+            with cupy.cuda.Device(0):
+                x = cupy.arange(4, dtype=cupy.float32)
+                y = cupy.ElementwiseKernel("T x", "T y", "y = x * x + (T)1", "xpnet_probe")(x)
+                r = cupy.random.Generator(cupy.random.Philox4x3210(0)).random(4, dtype=cupy.float32)
+                ok = y.get().tolist() == [1.0, 2.0, 5.0, 10.0] and bool(((r >= 0) & (r < 1)).all())
+            _PROBE[cupy] = "" if ok else "a compiled CuPy kernel returned wrong numbers on cuda:0"
+        except Exception as exc:  # the reason is the answer: CUDA is then unusable, and says why
+            text = (str(exc).strip().splitlines() or [""])[0]
+            _PROBE[cupy] = (f"CuPy cannot compile or run a kernel on cuda:0 ({exc.__class__.__name__}: "
+                            f"{text}); install CuPy with its CUDA toolkit wheels: pip install 'xpnet[cuda12]' "
+                            "(or 'xpnet[cuda13]' on a CUDA 13 driver)")
+    return _PROBE[cupy]
 
 
 _SPEC = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")

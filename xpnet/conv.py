@@ -10,7 +10,8 @@ building the transposed matrix is ~10x faster than the book's layout on NumPy.)
 
 Everything here is slicing, which every Array API library has. Where one strided
 copy beats a loop of slices (a GPU, where each slice is a kernel launch),
-:mod:`xpnet.accel.im2col` takes over, behind one call in ``im2col_t``.
+:mod:`xpnet.accel.im2col` takes over, behind one call in ``im2col_t``. A compute module: it builds
+on ``layer`` and the floor below (``accel``, ``backend``); the fused conv block is above, in ``fusion``.
 """
 
 from __future__ import annotations

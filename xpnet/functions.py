@@ -1,7 +1,8 @@
 """The book's plain functions (ch. 3–4), written for any Array API namespace.
 
 Each takes arrays of one library and returns arrays of the same library on the
-same device; nothing here imports NumPy or CuPy.
+same device; nothing here imports NumPy or CuPy. A compute module on the lowest compute floor:
+it needs only ``backend``.
 """
 
 from __future__ import annotations

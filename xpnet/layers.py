@@ -4,6 +4,8 @@ parameter gradients at ``.dW``/``.db`` (``.dgamma``/``.dbeta`` for batch norm).
 Layers keep references to their parameter arrays, exactly like the book; an
 optimizer that updates ``params[key]`` in place therefore updates the layer.
 Every layer works on whichever Array API namespace its input belongs to.
+A compute module: it builds on ``functions``, ``layer``, ``conv`` and the floor below (``accel``,
+``backend``); nets and the fused blocks (``fusion``) build on it.
 """
 
 from __future__ import annotations

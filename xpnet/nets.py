@@ -3,6 +3,7 @@
 The core gathers parameters and gradients by the book's names (W1, b1, gamma1, ...),
 applies weight decay to EVERY weight matrix, and checks inputs once at the
 door so that a layer never sees arrays from the wrong library, device or dtype.
+Above the layers and the fused blocks (``fusion``) it composes; ``train`` and the commands build on it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from xpnet import gradcheck, init
+from xpnet import fusion, gradcheck, init
 from xpnet.accel import flat as flat_buffers
-from xpnet.accel import fused_conv
 from xpnet.backend import DTYPES, Device, array_namespace, device, host_rng, to_device, to_host
 from xpnet.conv import Convolution, Pooling, out_size
 from xpnet.functions import is_index_labels
@@ -28,7 +28,7 @@ class Sequential:
     ``params`` maps the book's names to the very arrays the layers use, so
     ``optimizer.update(net.params, grads)`` trains the net in place.
 
-    Two fast paths from :mod:`xpnet.accel`, both on by default and both giving the same numbers:
+    Two fast paths (:mod:`xpnet.accel.flat`, :mod:`xpnet.fusion`), both on by default and both giving the same numbers:
 
     - flat buffers (``flat=None``: wherever the device's views share memory): every parameter and
       every gradient is a view into one buffer (``params`` is then a ``FlatParams``), so an optimizer
@@ -79,7 +79,7 @@ class Sequential:
 
     @fuse.setter
     def fuse(self, on: bool) -> None:
-        self.plan = fused_conv.plan(self.layers) if on else self.layers
+        self.plan = fusion.plan(self.layers) if on else self.layers
 
     # -- the book's API -----------------------------------------------------------------------
     def predict(self, x: Array, train_flg: bool = False) -> Array:

@@ -6,9 +6,11 @@ Per-parameter state (velocities, squared-gradient sums) is created lazily on the
 parameters' device and round-trips through ``state_dict`` as host arrays.
 
 Each optimizer is its formula, ``step(p, g, *state, **hyper)``, with the scalars of
-the step named by ``hyper()``. ``accel.step`` runs a fused version of the same formula
-where there is one (a CuPy kernel, NumPy scratch arrays); and when ``params`` and
-``grads`` are a net's flat buffers (:mod:`xpnet.accel.flat`) one step updates them all.
+the step named by ``hyper()``, and declares that formula's name (``formula = "adam"``).
+``accel.step`` runs a fused version of the same formula where there is one (a CuPy kernel,
+NumPy scratch arrays), keyed by that name, so :mod:`xpnet.accel` (the floor below) never
+imports this module; and when ``params`` and ``grads`` are a net's flat buffers
+(:mod:`xpnet.accel.flat`) one step updates them all.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class Optimizer:
 
     slots: tuple[str, ...] = ()
     default_lr = 0.01
+    # The name fused versions of ``step`` are keyed by (xpnet.accel.kernels, xpnet.accel.host). Only the
+    # class defining ``step`` is asked (accel.formula): a subclass with its own step must declare its own.
+    formula: str | None = None
 
     def __init__(self, lr: float | None = None) -> None:
         self.lr = float(self.default_lr if lr is None else lr)
@@ -104,12 +109,16 @@ class Optimizer:
 class SGD(Optimizer):
     """W ← W − lr·∂L/∂W."""
 
+    formula = "sgd"
+
     def step(self, p: Array, g: Array, *, lr: float) -> None:
         p -= lr * g
 
 
 class Momentum(Optimizer):
     """v ← αv − lr·g; W ← W + v."""
+
+    formula = "momentum"
 
     slots = ("v",)
 
@@ -129,6 +138,8 @@ class Momentum(Optimizer):
 class Nesterov(Momentum):
     """Nesterov's accelerated gradient in the book's form (http://arxiv.org/abs/1212.0901)."""
 
+    formula = "nesterov"
+
     def step(self, p: Array, g: Array, v: Array, *, lr: float, momentum: float) -> None:
         v *= momentum
         v -= lr * g
@@ -139,6 +150,8 @@ class Nesterov(Momentum):
 class AdaGrad(Optimizer):
     """h ← h + g²; W ← W − lr·g/(√h + 1e-7): a per-weight learning rate that decays."""
 
+    formula = "adagrad"
+
     slots = ("h",)
 
     def step(self, p: Array, g: Array, h: Array, *, lr: float) -> None:
@@ -148,6 +161,8 @@ class AdaGrad(Optimizer):
 
 class RMSprop(Optimizer):
     """AdaGrad with an exponential moving average, so old gradients are forgotten."""
+
+    formula = "rmsprop"
 
     slots = ("h",)
 
@@ -166,6 +181,8 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2014) with the bias correction folded into the step size, as in the book."""
+
+    formula = "adam"
 
     slots = ("m", "v")
     default_lr = 0.001

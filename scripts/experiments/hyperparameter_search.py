@@ -26,8 +26,9 @@ import _common as C
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xpnet.search import cli as search
+from xpnet.cli import search as search_cli
 from xpnet.search import results as search_results
+from xpnet.search import study as search
 from xpnet.search.space import Param
 from xpnet.train import signals
 
@@ -68,10 +69,10 @@ def book_dataset(args: argparse.Namespace) -> Any:
 
 
 def open_search(args: argparse.Namespace, epochs: int, trials: int, dev: str) -> search.Search:
-    sargs, rest = search.build_parser().parse_known_args(engine_argv(args, epochs, trials, dev))
+    sargs, rest = search_cli.build_parser().parse_known_args(engine_argv(args, epochs, trials, dev))
     try:
-        return search.prepare(sargs, rest, space=SPACE)
-    except search.UsageError as exc:
+        return search_cli.prepare(sargs, rest, space=SPACE)
+    except search.SearchError as exc:
         raise C.ExperimentError(str(exc)) from None
 
 

@@ -1,4 +1,4 @@
-"""Every library-specific fast path, in one place.
+"""Every library-specific fast path below the book's layers, in one place.
 
 The book's code (``functions``, ``layers``, ``conv``, ``optim``, ``nets``) is written once
 against the Array API and is the definition of what xpnet computes. Where NumPy or CuPy can
@@ -7,11 +7,20 @@ either does it or answers None / falls back to the plain code:
 
 - :func:`kernel`: a fused CuPy kernel for an activation (:mod:`.kernels`);
 - :func:`step`: an optimizer update as one CuPy kernel or through NumPy scratch arrays
-  (:mod:`.kernels`, :mod:`.host`), keyed by the optimizer's class, else its Python formula;
+  (:mod:`.kernels`, :mod:`.host`), keyed by the ``formula`` name the optimizer's class declares,
+  else its Python formula;
 - :func:`matmul` / :func:`sum`: results written straight into a net's flat gradient buffer;
 - :func:`im2col_t`: one strided copy instead of a loop of slices (:mod:`.im2col`);
-- :mod:`.flat`: parameters and gradients as views of one buffer; :mod:`.fused_conv`: the
-  Convolution → ReLU → max-pool block; :mod:`.tuning`: BLAS threads and the host allocator.
+- :mod:`.flat`: parameters and gradients as views of one buffer; :mod:`.tuning`: BLAS threads
+  and the host allocator; :mod:`.kernels`: the CUDA sources of the kernels.
+
+Why this floor: the compute modules call it, so it must not call them. This package and the
+modules listed above import only :mod:`xpnet.backend` (and numpy, cupy, array_api_compat): optimizers
+are known here by the name of their formula, never by their class. What needs the layers sits
+above them: the fused Convolution → ReLU → pool block in :mod:`xpnet.fusion`, the report of which
+fast paths are on in :mod:`xpnet.fast_paths`, and :mod:`.cuda_source` (a command that compiles
+every kernel without a GPU, naming each optimizer kernel's arguments from :mod:`xpnet.optim`;
+nothing imports it).
 
 Each fast path is tested against the plain code (``tests/test_accel_*.py``); within
 :func:`portable_only` every one of them is off.
@@ -27,7 +36,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from xpnet.backend import Device, array_namespace
+from xpnet.backend import array_namespace
 
 Array = Any
 
@@ -108,9 +117,15 @@ def kernel(name: str, x: Array) -> Callable[..., Any] | None:
 
 
 def formula_class(opt: Any) -> type:
-    """The class whose ``step`` formula ``opt`` runs: fused versions are keyed by it, so a subclass that
-    only renames or wraps (the book's facade) keeps its parent's kernel, and one with its own ``step`` does not."""
+    """The class whose ``step`` formula ``opt`` runs: a subclass that only renames or wraps (the book's
+    facade) runs its parent's formula, and one with its own ``step`` runs its own."""
     return next(c for c in type(opt).__mro__ if "step" in vars(c))
+
+
+def formula(opt: Any) -> str | None:
+    """The name fused versions of ``opt``'s update are keyed by: the ``formula`` its :func:`formula_class`
+    declares itself (not inherited), so a subclass with its own ``step`` gets None and runs that ``step``."""
+    return vars(formula_class(opt)).get("formula")
 
 
 def step(opt: Any, p: Array, g: Array, state: list[Array], hyper: dict[str, float]) -> None:
@@ -121,11 +136,11 @@ def step(opt: Any, p: Array, g: Array, state: list[Array], hyper: dict[str, floa
     if lib is np:
         from xpnet.accel import host
 
-        fast = host.UPDATES.get(formula_class(opt))
+        fast = host.UPDATES.get(formula(opt))  # type: ignore[arg-type]
     elif lib is not None:
         from xpnet.accel import kernels
 
-        fast = kernels.optimizer(formula_class(opt), hyper)
+        fast = kernels.optimizer(formula(opt), opt.slots, hyper)
     if fast is None:
         opt.step(p, g, *state, **hyper)
     else:
@@ -139,22 +154,3 @@ def im2col_t(img: Array, filter_h: int, filter_w: int, stride: int, out_h: int, 
     from xpnet.accel import im2col
 
     return im2col.strided_im2col_t(img, filter_h, filter_w, stride, out_h, out_w)
-
-
-def describe(dev: Device, net: Any = None) -> dict[str, bool]:
-    """Which fast paths are on for ``dev`` (and ``net``): the doctor and the trainer's start line print it."""
-    from xpnet.accel import flat, fused_conv, tuning
-
-    lib = native(dev.zeros(1, dev.dtype("float32")))
-    on = {"flat buffers": flat.is_flat(net.params) if net is not None else flat.views_share_memory(dev)}
-    if net is not None:
-        on["fused conv block"] = fused_conv.has_fused_block(net)
-    on["CuPy kernels"] = lib is not None and lib is not np
-    on["NumPy out= updates"] = lib is np
-    on["allocator tuning"] = dev.is_host and tuning.host_memory_kept()
-    return on
-
-
-def describe_line(dev: Device, net: Any = None) -> str:
-    """``describe`` as one line: 'fast paths: flat buffers on, fused conv block off, ...'."""
-    return "fast paths: " + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in describe(dev, net).items())

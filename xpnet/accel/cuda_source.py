@@ -8,6 +8,10 @@ sm_90 in float32 and float64, and the Docker image's smoke stage does it once
 (``python -m xpnet.accel.cuda_source``). It needs CuPy, NVRTC and the CUDA runtime headers
 (``pip install 'xpnet[cuda12]'``), not a GPU. It uses CuPy internals (``cupy._core``) on purpose:
 the point is to compile what CuPy would compile.
+
+Why it may import :mod:`xpnet.optim` although it lives in accel: it is a command on top of every
+floor, not part of accel's lower floor (nothing imports it). It names each optimizer kernel's
+arguments from the optimizer class declaring that formula, exactly as :func:`xpnet.accel.step` does.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+from xpnet import optim
 from xpnet.accel import kernels
 from xpnet.backend import DTYPES
 
@@ -33,13 +38,15 @@ class Kernel:
 
 
 def every_kernel() -> list[Kernel]:
-    """Every kernel :mod:`.kernels` can build: the activations and one per optimizer class."""
+    """Every kernel :mod:`.kernels` can build: the activations and one per optimizer formula."""
     out = [Kernel(f"xpnet_{n}", *spec) for n, spec in kernels.ACTIVATIONS.items()]
-    for cls in kernels.OPTIMIZERS:
+    by_formula = {cls.formula: cls for cls in optim.OPTIMIZERS.values()}
+    for name in kernels.OPTIMIZERS:
+        cls = by_formula[name]
         opt = cls()
         opt.iter = 1  # Adam's hyper() needs a step count
         hyper = list(opt.hyper())
-        out.append(Kernel(f"xpnet_{cls.__name__.lower()}", *kernels.source(cls, hyper), scalars=tuple(hyper)))
+        out.append(Kernel(f"xpnet_{name}", *kernels.source(name, cls.slots, hyper), scalars=tuple(hyper)))
     return out
 
 

@@ -5,6 +5,7 @@ two flat-backed dicts with the same layout updates every parameter in a handful 
 on the whole buffer, however deep the net, and weight decay is one slice (weights come first).
 Layers write their gradients straight into views of the gradient buffer (``Layer.grad_out``).
 Used wherever a device's views share memory with their base (NumPy, CuPy, array_api_strict).
+On accel's lower floor: it knows arrays and names, not layers or optimizers (imports only backend).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The plain ``xpnet.conv.im2col_t`` copies one image slice per filter position. On a GPU each
 of those is a kernel launch, so one strided copy is faster; on NumPy the slice loop copies
 whole rows and is as fast (measured), so only the GPU and the window-major layout of the
-fused conv block (:mod:`.fused_conv`, whose slices step by k) use this.
+fused conv block (:mod:`xpnet.fusion`, whose slices step by k) use this.
+On accel's lower floor: a copy of array strides, below the conv layers that call it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def strided_im2col_t(img: Array, filter_h: int, filter_w: int, stride: int, out_
                      block: int = 1) -> Array:
     """``im2col_t`` of the padded image ``img`` (N, C, H, W) as one copy: (C·FH·FW, k·k·N·bh·bw).
 
-    ``block`` = k > 1 gives the window-major column order of :func:`.fused_conv.window_im2col_t`
+    ``block`` = k > 1 gives the window-major column order of :func:`xpnet.fusion.window_im2col_t`
     (out_h and out_w are then the pooled sizes bh, bw); k = 1 is the plain ``im2col_t``.
     """
     xp = array_namespace(img)

@@ -2,7 +2,8 @@
 
 Both are the application's call, not the library's: ``xpnet-train``, the experiments and
 ``bench.py`` call them; importing xpnet changes nothing in a process. (Per-product BLAS thread counts
-were tried and dropped: one session they sped the MLP step up, the next they slowed it; README, "Performance".)
+were tried and dropped: one session they sped the MLP step up, the next they slowed it; docs/performance.md.)
+On accel's lower floor: process settings, imports no xpnet module.
 """
 
 from __future__ import annotations

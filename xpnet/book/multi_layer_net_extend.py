@@ -3,7 +3,7 @@
 xpnet's :class:`xpnet.nets.MultiLayerNet` again (one implementation); the book's argument
 names, ``dropout_ration`` included, are mapped onto it. Dropout is inverted (kept units
 scaled by 1/(1 − r) while training) and batch norm's running statistics are saved by
-``save_params``; see "Coming from the book" in the README.
+``save_params``; see docs/book.md ("What differs from the book").
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ class _BookUpdate:
 
     xpnet updates arrays in place; numbers cannot be changed in place, so they go through 0-d
     arrays and come back as floats. The update itself is xpnet's: these classes add no ``step``
-    formula, so xpnet's fused versions of the parent's formula still run (``accel.formula_class``).
+    formula, so xpnet's fused versions of the parent's formula still run (``accel.formula``).
     """
 
     def update(self, params: dict[str, Any], grads: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
-"""``python -m xpnet.search ARGS`` = ``xpnet search ARGS`` (also how --workers starts its processes)."""
+"""``python -m xpnet.search ARGS`` = ``xpnet search ARGS`` (kept for old command lines; the command is
+:mod:`xpnet.cli.search`, and its worker processes start as ``python -m xpnet search``)."""
 
 import sys
 
-from xpnet.search.cli import main
+from xpnet.cli.search import main
 
 sys.exit(main())

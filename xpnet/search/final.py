@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from xpnet import backend
-from xpnet.search.trainflags import TrainFlags, command
+from xpnet.runflags import TrainFlags, command
 from xpnet.train import checkpoint as ckpt
-from xpnet.train.config import build_net_and_data, build_optimizer
+from xpnet.train.config import build_net_and_data, build_trainer
 from xpnet.train.files import write_json
-from xpnet.train.trainer import Trainer
 
 #: Flags the final run sets itself.
 _REPLACED = ("--val-split", "--epochs", "--limit-train", "--patience")
@@ -65,9 +64,8 @@ def run_final(best: Any, out: Path, device: str) -> dict[str, Any]:
     from xpnet.train.metrics import MetricsCSV
 
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(net, build_optimizer(cfg_final), data.train, epochs=cfg_final.epochs, evals=data.evals,
-                      callbacks=[Checkpoint(out / ckpt.FILENAME), MetricsCSV(out / "metrics.csv")],
-                      config={"run": cfg_final.to_dict(), "data": data.info})
+    trainer = build_trainer(cfg_final, net, data,
+                            callbacks=[Checkpoint(out / ckpt.FILENAME), MetricsCSV(out / "metrics.csv")])
     t0 = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - t0

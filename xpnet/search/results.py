@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xpnet.runflags import command
 from xpnet.search import space as spacemod
-from xpnet.search.trainflags import command
 from xpnet.train.files import atomic_write, write_json, write_text
 
 SHOWN = 20  # the book's fig. 6-24 shows the best 20 trials

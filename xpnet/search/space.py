@@ -18,7 +18,6 @@ before the first trial, so a trial never fails on a flag typo.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -188,7 +187,7 @@ def _param(where: str, entry: Mapping[str, Any]) -> Param:
                  float(high) if kind in ("uniform", "log-uniform") else int(high))
 
 
-def check(space: Mapping[str, Param], parse: Callable[[list[str]], argparse.Namespace],
+def check(space: Mapping[str, Param], parse: Callable[[list[str]], Any],
           is_switch: Callable[[str], bool], source: str) -> None:
     """Refuse flags the trainer does not have, flags a space may not draw, and values its parser rejects.
 

@@ -1,6 +1,7 @@
 """One trial: the flags Optuna drew → a train config → the Trainer, judged on validation accuracy.
 
-The trainer runs exactly as `xpnet train` would, with three extra callbacks'
+The trainer is built as `xpnet train` builds it (one function, :func:`~xpnet.train.config.build_trainer`:
+the same optimizer, lr schedule and gradient clipping), with three extra callbacks'
 worth of behaviour: every epoch's validation accuracy goes to Optuna (the pruner
 may stop the trial), the curve is stored with the trial (so results can be
 drawn from the study alone, on any machine), and a checkpoint is written every
@@ -21,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from xpnet import backend
+from xpnet.runflags import TrainFlags
 from xpnet.search import space as spacemod
-from xpnet.search.trainflags import TrainFlags
 from xpnet.train import checkpoint as ckpt
-from xpnet.train.config import RunConfig, build_net_and_data, build_optimizer, load_data
+from xpnet.train.config import RunConfig, build_net_and_data, build_trainer, load_data
 from xpnet.train.trainer import Callback, Record, Trainer
 
 #: How a trial ended, as stored in its "status" user attribute (Optuna's own state is coarser).
@@ -135,8 +136,7 @@ class Objective:
 
         def fresh() -> Trainer:
             net, data = build_net_and_data(cfg, self.device, dataset=self.dataset(cfg), with_test=False)
-            return Trainer(net, build_optimizer(cfg), data.train, epochs=cfg.epochs, evals=data.evals,
-                           config={"run": cfg.to_dict(), "data": data.info})
+            return build_trainer(cfg, net, data)  # as `xpnet train` builds it: schedule, clipping and all
 
         trainer = fresh()
         path = folder / ckpt.FILENAME

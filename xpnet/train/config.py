@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -405,6 +406,21 @@ def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...]
             "decode_s": round(float(ds.decode_s), 3), "cache_hit": bool(ds.cache_hit)}
     return Data(train, evals, info, test)
 
+
+def build_trainer(cfg: RunConfig, net: Any, data: Data, *, optimizer: Any = None, callbacks: Sequence[Any] = (),
+                  config: dict[str, Any] | None = None) -> Any:
+    """The Trainer of ``cfg``: its optimizer, epochs, learning-rate schedule and gradient clipping.
+
+    The one place a RunConfig becomes a training loop: `xpnet train`, every search trial and
+    the search's ``--final`` run call it, so none of them can train differently from the others
+    (a trial once ignored --schedule and --clip-norm that its command applied).
+    """
+    from xpnet.train.trainer import Trainer
+
+    return Trainer(net, optimizer if optimizer is not None else build_optimizer(cfg), data.train,
+                   epochs=cfg.epochs, evals=data.evals, callbacks=callbacks,
+                   config=config if config is not None else {"run": cfg.to_dict(), "data": data.info},
+                   schedule=build_schedule(cfg, len(data.train)), clip_norm=cfg.clip_norm)
 
 
 #: Units a DURATION flag (``--checkpoint-every 10m``) may end in, in seconds; none means seconds.

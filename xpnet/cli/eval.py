@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xpnet.commands._common import (
+from xpnet.cli._common import (
     EXIT_FAIL,
     EXIT_OK,
     Parser,

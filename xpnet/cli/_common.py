@@ -1,4 +1,4 @@
-"""What the model commands (eval, predict, export) share: one-line errors with exit 2, warnings on one line."""
+"""What the commands share: one-line errors with exit 2, warnings on one line, the model and folder checks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
+
+from xpnet import backend
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -62,6 +64,61 @@ def one_line_warnings(prog: str) -> Iterator[None]:
                 note(str(message) or category.__name__)
 
             warnings.showwarning = show
+            yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
+class Notices:
+    """Show each distinct warning (from ``warnings`` or the ``xpnet`` logger) once, on one line.
+
+    The data module both warns and logs the same message (e.g. when it falls back to
+    the bundled sample), so the two share one memory of what was already said.
+    """
+
+    def __init__(self, prog: str, quiet: bool) -> None:
+        self.prog, self.quiet, self.seen = prog, quiet, set()
+
+    def say(self, text: str, always: bool = False) -> None:
+        text = text.strip().splitlines()[0] if text.strip() else "warning"
+        if (self.quiet and not always) or text in self.seen:
+            return
+        self.seen.add(text)
+        say(self.prog, f"warning: {text}")
+
+    def showwarning(self, message: Any, category: type[Warning], filename: str, lineno: int,
+                    file: Any = None, line: str | None = None) -> None:
+        # A run on another device than asked for matters even with --quiet.
+        self.say(str(message) or category.__name__, always=issubclass(category, backend.CudaFallbackWarning))
+
+    def handler(self) -> logging.Handler:
+        notices = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                notices.say(record.getMessage())
+
+        return _Handler(logging.WARNING)
+
+
+@contextlib.contextmanager
+def run_notices(prog: str, quiet: bool) -> Iterator[None]:
+    """`xpnet train`'s warnings: xpnet's log records and warnings as one-line messages while a run lasts
+    (--quiet keeps only the CUDA fallback); NumPy's overflow warnings, which precede a divergence, are dropped."""
+    notices = Notices(prog, quiet)
+    log = logging.getLogger("xpnet")
+    handler, propagate = notices.handler(), log.propagate
+    log.addHandler(handler)
+    log.propagate = False  # no second copy through the root logger or logging's last resort
+    try:
+        with warnings.catch_warnings():  # restores the caller's warning display afterwards
+            warnings.simplefilter("default")
+            # NumPy's overflow/invalid-value warnings only precede a divergence, which the trainer
+            # detects and explains (with a hint) itself.
+            warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered",
+                                    RuntimeWarning)
+            warnings.showwarning = notices.showwarning
             yield
     finally:
         log.removeHandler(handler)

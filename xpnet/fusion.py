@@ -15,6 +15,10 @@ backward pass never builds the gradient of the whole convolution output (three q
 Nets use it only where the convolution needs no input gradient (the first layer): adding a
 window-major gradient back into the image strides by k and is slower than the plain layout's
 (measured: DeepConvNet's fused inner blocks made its step ~10% slower).
+
+Why this floor: the block is made of the layers it fuses (:mod:`xpnet.conv`, :mod:`xpnet.layers`),
+so it sits above them and below :mod:`xpnet.nets`, which runs the plan; the library-specific
+pieces it uses (products into flat views, the strided copy) come from :mod:`xpnet.accel` below.
 """
 
 from __future__ import annotations

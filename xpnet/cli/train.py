@@ -1,4 +1,8 @@
-"""xpnet-train: flags → RunConfig → Trainer, with every failure a one-line message.
+"""xpnet-train (= ``xpnet train``): flags → RunConfig → Trainer, with every failure a one-line message.
+
+The flags and their translation into a RunConfig are :mod:`xpnet.runflags` (the search reads
+trials with the same parser); the Trainer is built by :func:`xpnet.train.config.build_trainer`
+(as every trial's is). This module checks, writes the run's files and says how the run ended.
 
 Exit codes: 0 trained (also early-stopped), 2 bad input (flags, files named by
 flags; nothing is written), 3 the loss diverged (the last good checkpoint is
@@ -12,275 +16,39 @@ the data, the --resume checkpoint and the --out folder.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime as _dt
-import logging
 import math
 import os
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from xpnet import accel, backend
+from xpnet import backend, fast_paths, runflags
 from xpnet.accel import tuning
+from xpnet.cli._common import run_notices
 from xpnet.train import checkpoint as ckpt
 from xpnet.train import config as cfgmod
 from xpnet.train import signals
 from xpnet.train.config import ConfigError, RunConfig
 
-PROG = "xpnet-train"
+PROG = runflags.PROG
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130  # SIGTERM: 143
-#: Time-based checkpoints unless --checkpoint-every says otherwise: a crash loses at most this much.
-DEFAULT_CHECKPOINT_EVERY = "10m"
 OUTPUTS = ("summary.json", "metrics.csv", "curves.png", ckpt.FILENAME, "best.npz")
-
-_DEFAULTS = RunConfig()
+build_parser = runflags.build_parser
 
 
 class UsageError(Exception):
     """Bad input found after parsing (a file, a combination of flags): exit 2, one line."""
 
 
-# --- argument types: each error message says what is wanted ------------------------------------
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = 0
-    if v < 1 or str(v) != s.strip().lstrip("+"):
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}")
-    return v
-
-
-def _nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {s!r}")
-    return v
-
-
-def _to_float(s: str) -> float:
-    """The number in ``s``, or NaN when there is none (every caller then rejects it with its own message)."""
-    try:
-        return float(s)
-    except ValueError:
-        return math.nan
-
-
-def _float_in(lo: float, hi: float | None, what: str) -> Any:
-    def parse(s: str) -> float:
-        v = _to_float(s)
-        if not math.isfinite(v) or v < lo or (hi is not None and v >= hi):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {s!r}")
-        return v
-
-    return parse
-
-
-def _positive_float(s: str) -> float:
-    v = _to_float(s)
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {s!r}")
-    return v
-
-
-def _duration(s: str) -> float | None:
-    """Seconds, or None for "off"/0 (epoch ends only)."""
-    if s.strip().lower() == "off":
-        return None
-    try:
-        v = cfgmod.parse_duration(s)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc} (or off)") from None
-    return v or None
-
-
-def _hidden(s: str) -> tuple[int, ...]:
-    parts = [p.strip() for p in s.split(",")]
-    try:
-        sizes = tuple(int(p) for p in parts)
-    except ValueError:
-        sizes = ()
-    if not sizes or any(h < 1 for h in sizes):
-        raise argparse.ArgumentTypeError(f"must be comma-separated positive integers like 100,100, got {s!r}")
-    return sizes
-
-
-def _epochs_list(s: str) -> tuple[int, ...]:
-    parts = [p.strip() for p in s.split(",")]
-    try:
-        epochs = tuple(int(p) for p in parts)
-    except ValueError:
-        epochs = ()
-    if not epochs or any(e < 1 for e in epochs):
-        raise argparse.ArgumentTypeError(f"must be comma-separated epoch numbers like 10,15, got {s!r}")
-    return epochs
-
-
-def _augment(s: str) -> str:
-    from xpnet.data import Augment
-
-    try:
-        return str(Augment.parse(s))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _init(s: str) -> str:
-    name = s.strip().lower()
-    if name in cfgmod.INIT_NAMES:
-        return name
-    std = _to_float(name)
-    if not (math.isfinite(std) and std > 0):
-        raise argparse.ArgumentTypeError(f"must be he, xavier or a positive std like 0.01, got {s!r}")
-    return repr(std)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The flags; config flags default to None so a resumed run can tell which ones were given."""
-    d = _DEFAULTS
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Train one of the book's nets on MNIST or Fashion-MNIST, on the CPU (NumPy) "
-                    "or an NVIDIA GPU (CuPy). Writes metrics.csv, summary.json, curves.png and "
-                    "checkpoint.npz into --out.",
-        epilog="exit status: 0 trained, 2 bad input, 3 diverged (lower --lr), 130 interrupted by Ctrl-C, "
-               "143 by SIGTERM (continue with --resume OUT/checkpoint.npz), 1 failed (e.g. disk full)")
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=cfgmod.DATASETS, help=f"default {d.dataset}")
-    g.add_argument("--data-dir", metavar="DIR",
-                   help="folder with the IDX files (default: $XPNET_DATA_DIR or xpnet's own lookup)")
-    g.add_argument("--val-split", type=_float_in(0.0, 1.0, "in [0, 1)"), metavar="R",
-                   help="hold out this fraction of the training set for validation; epochs then report "
-                        "train and val only and the test set is evaluated once, at the end, on the weights "
-                        "chosen by val (default 0: test after every epoch)")
-    g.add_argument("--limit-train", type=_positive_int, metavar="N",
-                   help="train on the first N training images only (quick runs)")
-    g.add_argument("--train-eval-size", type=_positive_int, metavar="N",
-                   help="measure train accuracy on the first N training images only (default: all, "
-                        "as the book does; that costs a third of an epoch on a CPU)")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", choices=cfgmod.MODELS, help=f"default {d.model}")
-    g.add_argument("--hidden", type=_hidden, metavar="N[,N...]",
-                   help="hidden layer sizes (default: mlp 256,128; two-layer 100; convnet 100; "
-                        "deep-convnet 50)")
-    g.add_argument("--activation", choices=cfgmod.ACTIVATIONS, help="mlp only; default relu")
-    g.add_argument("--init", type=_init, metavar="he|xavier|STD",
-                   help="initial weight scale (default: he for relu, xavier otherwise; 0.01 for "
-                        "two-layer and convnet)")
-    g.add_argument("--batchnorm", action="store_true", default=None, help="mlp only: batch normalisation")
-    g.add_argument("--dropout", type=_float_in(0.0, 1.0, "in [0, 1)"), metavar="R",
-                   help="mlp only: dropout ratio (default 0: off)")
-    g.add_argument("--weight-decay", type=_float_in(0.0, None, "a number >= 0"), metavar="L",
-                   help="L2 weight decay lambda (default 0)")
-    g.add_argument("--dtype", choices=backend.DTYPES, help=f"default {d.dtype}")
-    g = p.add_argument_group("training")
-    g.add_argument("--optimizer", choices=cfgmod.OPTIMIZERS, help=f"default {d.optimizer}")
-    g.add_argument("--lr", type=_positive_float, help="learning rate (default: the optimizer's own)")
-    g.add_argument("--epochs", type=_positive_int, metavar="N",
-                   help=f"epochs in all, counting those a resumed run has done (default {d.epochs})")
-    g.add_argument("--batch-size", type=_positive_int, metavar="N", help=f"default {d.batch_size}")
-    g.add_argument("--schedule", choices=cfgmod.SCHEDULES,
-                   help="learning rate per step: constant, step (x --lr-gamma after each of --lr-steps) or "
-                        "cosine (down to 0 at the last step); default constant")
-    g.add_argument("--warmup-epochs", type=_nonneg_int, metavar="N",
-                   help="raise the lr linearly from 0 over the first N epochs (default 0)")
-    g.add_argument("--lr-steps", type=_epochs_list, metavar="E1[,E2...]",
-                   help="--schedule step: the epochs after which the lr is multiplied by --lr-gamma")
-    g.add_argument("--lr-gamma", type=_positive_float, metavar="G",
-                   help=f"--schedule step: the factor (default {cfgmod.DEFAULT_LR_GAMMA})")
-    g.add_argument("--clip-norm", type=_positive_float, metavar="X",
-                   help="scale the gradients so their global L2 norm is at most X (default: off)")
-    g.add_argument("--augment", type=_augment, metavar="shift[:K][,flip]",
-                   help="training batches only, on the device: random shifts by up to K pixels (default 2) "
-                        "and/or horizontal flips (for Fashion-MNIST, not digits)")
-    g.add_argument("--patience", type=_positive_int, metavar="N",
-                   help="stop when validation accuracy has not improved for N epochs and end with the best "
-                        "epoch's weights, kept in best.npz (needs --val-split)")
-    g.add_argument("--seed", type=_nonneg_int, help=f"weights, shuffling, dropout and augmentation (default {d.seed})")
-    g = p.add_argument_group("run")
-    g.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
-                   help="auto picks CUDA when usable; cuda without a GPU warns and uses the CPU "
-                        "(default auto)")
-    g.add_argument("--out", metavar="DIR", help="output folder (default runs/<timestamp>; "
-                   "with --resume, the checkpoint's folder)")
-    g.add_argument("--resume", metavar="PATH", help="continue from a checkpoint.npz (or its folder)")
-    g.add_argument("--checkpoint-every", type=_duration, default=_duration(DEFAULT_CHECKPOINT_EVERY),
-                   metavar="DURATION", help="also save the checkpoint mid-epoch once this much time has passed "
-                   f"since the last save, e.g. 90s, 10m, 1h, or off (default {DEFAULT_CHECKPOINT_EVERY}); "
-                   "checkpoints are always saved at epoch ends and on Ctrl-C/SIGTERM")
-    g.add_argument("--quiet", action="store_true",
-                   help="print only errors, a CUDA fallback warning and the final summary line")
-    return p
-
-
 # --- messages --------------------------------------------------------------------------------
 
 def _say(msg: str) -> None:
     print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
-
-
-class _Notices:
-    """Show each distinct warning (from ``warnings`` or the ``xpnet`` logger) once, on one line.
-
-    The data module both warns and logs the same message (e.g. when it falls back to
-    the bundled sample), so the two share one memory of what was already said.
-    """
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet, self.seen = quiet, set()
-
-    def say(self, text: str, always: bool = False) -> None:
-        text = text.strip().splitlines()[0] if text.strip() else "warning"
-        if (self.quiet and not always) or text in self.seen:
-            return
-        self.seen.add(text)
-        _say(f"warning: {text}")
-
-    def showwarning(self, message: Any, category: type[Warning], filename: str, lineno: int,
-                    file: Any = None, line: str | None = None) -> None:
-        # A run on another device than asked for matters even with --quiet.
-        self.say(str(message) or category.__name__, always=issubclass(category, backend.CudaFallbackWarning))
-
-    def handler(self) -> logging.Handler:
-        notices = self
-
-        class _Handler(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                notices.say(record.getMessage())
-
-        return _Handler(logging.WARNING)
-
-
-@contextlib.contextmanager
-def _notices(quiet: bool) -> Iterator[None]:
-    """Route warnings and xpnet's log records to one-line messages for the duration of a run."""
-    notices = _Notices(quiet)
-    log = logging.getLogger("xpnet")
-    handler, propagate = notices.handler(), log.propagate
-    log.addHandler(handler)
-    log.propagate = False  # no second copy through the root logger or logging's last resort
-    try:
-        with warnings.catch_warnings():  # restores the caller's warning display afterwards
-            warnings.simplefilter("default")
-            # NumPy's overflow/invalid-value warnings only precede a divergence, which the trainer
-            # detects and explains (with a hint) itself.
-            warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered",
-                                    RuntimeWarning)
-            warnings.showwarning = notices.showwarning
-            yield
-    finally:
-        log.removeHandler(handler)
-        log.propagate = propagate
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -293,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # SIGTERM stops like Ctrl-C from here on (the trainer makes both graceful while it trains); as a
         # container's PID 1 the process would otherwise never see it.
-        with signals.raise_on_signals(), _notices(args.quiet):
+        with signals.raise_on_signals(), run_notices(PROG, args.quiet):
             return _main(parser, args)
     except KeyboardInterrupt as exc:  # before training started (e.g. while reading the data): nothing written
         signum = signals.signum_of(exc)
@@ -331,19 +99,12 @@ class _Plan:
     argv: list[str]
 
 
-#: Flags that map one to one onto RunConfig fields (argparse dest == field name).
-_CONFIG_FLAGS = ("dataset", "data_dir", "model", "hidden", "activation", "init", "batchnorm", "dropout",
-                 "weight_decay", "optimizer", "lr", "epochs", "batch_size", "val_split", "limit_train",
-                 "seed", "dtype", "patience", "train_eval_size", "schedule", "warmup_epochs", "lr_steps",
-                 "lr_gamma", "clip_norm", "augment")
-
-
 def _flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
 def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan:
-    given = {f: getattr(args, f) for f in _CONFIG_FLAGS if getattr(args, f) is not None}
+    given = runflags.given_config(args)
     plan = _Plan()
     plan.quiet, plan.device_request, plan.argv = bool(args.quiet), args.device, list(args.argv)
     plan.checkpoint_every = args.checkpoint_every
@@ -367,7 +128,7 @@ def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan
             # Compare resolved values: --hidden 256,128 equals a stored "model default".
             want, have = dataclasses.replace(cfg, **{field: value}).hyper_parameters(), cfg.hyper_parameters()
             if want != have:
-                changeable = ", ".join(_flag(f) for f in cfgmod.RESUMABLE if f in _CONFIG_FLAGS)
+                changeable = ", ".join(_flag(f) for f in cfgmod.RESUMABLE if f in runflags.CONFIG_FLAGS)
                 raise UsageError(f"{_flag(field)} {_show(want[field])} differs from the checkpoint's "
                                  f"{_show(have[field])}; a resumed run keeps its settings (only {changeable} "
                                  "may change)")
@@ -490,7 +251,7 @@ def _run(plan: _Plan) -> int:
     from xpnet.train.plots import Plot, plot_curves
     from xpnet.train.progress import ConsoleProgress
     from xpnet.train.selection import BEST_FILENAME, BestCheckpoint, select_and_test
-    from xpnet.train.trainer import EarlyStopping, Trainer
+    from xpnet.train.trainer import EarlyStopping
 
     cfg, out, dev = plan.cfg, plan.out, plan.device
     if dev.is_host:
@@ -512,9 +273,8 @@ def _run(plan: _Plan) -> int:
             f"lr {cfg.resolved_lr():g}{_schedule_words(cfg)} · batch {cfg.batch_size}"
     # The checkpoint first: on SIGTERM it is what must be on disk before a process manager's grace period ends.
     callbacks += [checkpoint, MetricsCSV(out / "metrics.csv"), Plot(out / "curves.png", title=title)]
-    trainer = Trainer(plan.net, plan.optimizer, plan.data.train, epochs=cfg.epochs, evals=plan.data.evals,
-                      callbacks=callbacks, config={"run": cfg.to_dict(), "data": info, "model": model},
-                      schedule=cfgmod.build_schedule(cfg, len(plan.data.train)), clip_norm=cfg.clip_norm)
+    trainer = cfgmod.build_trainer(cfg, plan.net, plan.data, optimizer=plan.optimizer, callbacks=callbacks,
+                                   config={"run": cfg.to_dict(), "data": info, "model": model})
     if plan.resume_state is not None:
         try:
             trainer.load_state_dict(plan.resume_state)
@@ -600,7 +360,7 @@ def _start_summary(plan: _Plan, model: dict[str, Any], blas: dict[str, Any] | No
         "device": {"name": dev.name, "backend": dev.backend, "requested": plan.device_request,
                    **({"blas": blas} if blas is not None else {})},
         "model": model,
-        "fast_paths": accel.describe(dev, plan.net),
+        "fast_paths": fast_paths.describe(dev, plan.net),
         "hyper_parameters": cfg.hyper_parameters(),
         "versions": metrics.package_versions(),
         "files": {"metrics": "metrics.csv", "curves": "curves.png", "checkpoint": ckpt.FILENAME,
@@ -627,7 +387,7 @@ def _start_line(plan: _Plan, trainer: Any, model: dict[str, Any], blas: dict[str
          f"{info['n_val']} val, {info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
          f"{cfg.resolved_lr():g}{_schedule_words(cfg)}"
          f"{f' | augment {cfg.augment}' if cfg.augment else ''} | {where} | out: {plan.out}")
-    _say(accel.describe_line(dev, plan.net))
+    _say(fast_paths.describe_line(dev, plan.net))
     note = tuning.pin_note(blas["core"], blas["pinned"], tuning.cpu_flags()) if blas is not None else None
     if note:
         _say(f"note: {note}")

@@ -1,5 +1,11 @@
 """``xpnet COMMAND [ARGS]``: one git-style front door to every xpnet tool (also ``python -m xpnet``).
 
+The command line is this package, a floor above the library: one module per command
+(``train``, ``eval``, ``predict``, ``export``, ``search``, ``doctor``), each turning flags into
+calls of the library (``xpnet.train``, ``xpnet.model_io``, ``xpnet.search``, ``xpnet.diagnosis``);
+the train flags themselves live one floor lower, in :mod:`xpnet.runflags`, because the search
+builds its trials from them too.
+
 Every command is one row of :data:`COMMANDS`: its name, where its ``main(argv) -> int`` lives, and
 the one line ``xpnet --help`` shows. A new command (e.g. ``search``) is one more row; its module is
 imported only when that command runs, so ``xpnet --help`` stays fast and a missing optional
@@ -24,14 +30,14 @@ class Command(NamedTuple):
 
 #: The commands, in the order `xpnet --help` lists them.
 COMMANDS: dict[str, Command] = {
-    "train": Command("xpnet.cli:main", "train one of the book's nets on MNIST or Fashion-MNIST (= xpnet-train)"),
-    "eval": Command("xpnet.commands.evaluate:main",
+    "train": Command("xpnet.cli.train:main", "train one of the book's nets on MNIST or Fashion-MNIST (= xpnet-train)"),
+    "eval": Command("xpnet.cli.eval:main",
                     "test accuracy, per-class accuracy, confusion matrix and mistakes of a trained model"),
-    "predict": Command("xpnet.commands.predict:main",
+    "predict": Command("xpnet.cli.predict:main",
                        "classify your own images (PNG/JPEG/...) or .npy arrays with a trained model"),
-    "export": Command("xpnet.commands.export:main", "write a trained model as ONNX or as plain npz weights"),
-    "doctor": Command("xpnet.doctor:main", "what xpnet can run on here, and why CUDA cannot (= xpnet-doctor)"),
-    "search": Command("xpnet.search.cli:main", "search hyper-parameters with Optuna, judged on validation data"),
+    "export": Command("xpnet.cli.export:main", "write a trained model as ONNX or as plain npz weights"),
+    "doctor": Command("xpnet.cli.doctor:main", "what xpnet can run on here, and why CUDA cannot (= xpnet-doctor)"),
+    "search": Command("xpnet.cli.search:main", "search hyper-parameters with Optuna, judged on validation data"),
 }
 
 EXIT_USAGE = 2

@@ -1,4 +1,8 @@
-"""``python -m xpnet doctor`` (or ``xpnet-doctor``): what xpnet can run on here, and what to do if CUDA can't.
+"""What xpnet can run on here, and what to do if CUDA can't: the library behind ``xpnet doctor``.
+
+(The command, its flags and exit status, is :mod:`xpnet.cli.doctor`; this module is a library
+floor of its own so that other tools, such as scripts/gpu_check.py or a notebook, can ask
+:func:`diagnose` for the same facts as data.)
 
 It prints the versions that matter, the backends found, the CUDA devices (name, memory, compute
 capability) when there are any, and whether each backend really computes: a small float32 matmul is
@@ -9,13 +13,10 @@ passes it and then fails on the first elementwise operation). When CUDA is unusa
 It also measures NumPy's float32 GEMM rate, and where ``OPENBLAS_CORETYPE`` pins OpenBLAS's kernel, the
 rate without the pin (in a fresh process): such a pin cost 40% of it on the CI machine.
 
-Exit status: 0 when at least the CPU backend works (xpnet can train, if only on the CPU), 1 when it does
-not, and 2 with ``--require-cuda`` when no CUDA device works.
 """
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import importlib.metadata
 import importlib.util
@@ -25,7 +26,7 @@ import platform
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 MATMUL_N = 64
@@ -181,7 +182,7 @@ def blas_facts() -> tuple[dict[str, Any], list[str]]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     try:
-        proc = subprocess.run([sys.executable, "-c", "from xpnet import doctor; doctor.blas_probe()"], env=env,
+        proc = subprocess.run([sys.executable, "-c", "from xpnet import diagnosis; diagnosis.blas_probe()"], env=env,
                               capture_output=True, text=True, timeout=120)
         native = json.loads(proc.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
@@ -323,7 +324,7 @@ def advice_for(reason: str) -> list[str]:
 
 def diagnose() -> Report:
     """Everything the doctor prints, as data."""
-    from xpnet import accel, backend
+    from xpnet import backend, fast_paths
     from xpnet.accel import tuning
 
     rep = Report(versions=versions())
@@ -339,7 +340,7 @@ def diagnose() -> Report:
         rep.checks.append(Check("strict", "strict", ok, f"{detail} (tests only)"))
 
     tuning.keep_freed_host_memory()  # as xpnet train does, so the line says whether glibc takes it
-    rep.fast_paths = {"cpu": accel.describe_line(backend.cpu())}
+    rep.fast_paths = {"cpu": fast_paths.describe_line(backend.cpu())}
     rep.blas, rep.advice = blas_facts()
     rep.cuda = cuda_facts()
     usable, reason, count = backend.cuda_status()
@@ -362,7 +363,7 @@ def diagnose() -> Report:
             ok, detail = False, f"could not use the device: {_first_line(exc)}"
         rep.checks.append(Check(f"cuda:{i}", "cupy", ok, detail))
         if ok:
-            rep.fast_paths[f"cuda:{i}"] = accel.describe_line(backend.device(f"cuda:{i}"))
+            rep.fast_paths[f"cuda:{i}"] = fast_paths.describe_line(backend.device(f"cuda:{i}"))
     if not rep.cuda_ok:
         rep.advice += ["CUDA devices are visible but the checks failed on each: update the NVIDIA driver, "
                        "check `nvidia-smi` for errors (ECC, Xid), and check the GPU is not out of memory"]
@@ -403,32 +404,3 @@ def format_report(rep: Report) -> str:
     else:
         lines.append("result: CPU works; CUDA is unusable, so --device cuda warns and trains on the CPU")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xpnet doctor", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--require-cuda", action="store_true",
-                        help="exit 2 unless at least one CUDA device passes the check")
-    args = parser.parse_args(argv)
-    try:
-        rep = diagnose()
-    except Exception as exc:  # e.g. NumPy itself does not import
-        print(f"xpnet doctor: xpnet's CPU backend cannot be set up: {_first_line(exc)}", file=sys.stderr)
-        print("  reinstall the dependencies: pip install -r backends/cpu.txt && pip install --no-deps .",
-              file=sys.stderr)
-        return 1
-    if args.json:
-        data = asdict(rep) | {"cpu_ok": rep.cpu_ok, "cuda_ok": rep.cuda_ok}
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        print(format_report(rep))
-    if not rep.cpu_ok:
-        return 1
-    if args.require_cuda and not rep.cuda_ok:
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
