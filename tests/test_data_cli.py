@@ -98,8 +98,8 @@ def test_an_npz_trains_an_mlp_with_its_class_names(tmp_path: Path) -> None:
     t = np.arange(300) % 3
     x = (rng.normal(0, 1, (300, 10)) + 3 * np.eye(3, 10)[t]).astype(np.float32)
     np.savez(tmp_path / "d.npz", x_train=x, y_train=t, class_names=np.array(["ant", "bee", "cow"]))
-    p = xpnet(tmp_path, "train", "--dataset", "d.npz", "--model", "mlp", "--hidden", "16", "--epochs", "5",
-              "--batch-size", "20", "--out", "run", "--quiet")
+    p = xpnet(tmp_path, "train", "--dataset", "d.npz", "--model", "mlp", "--hidden", "16", "--epochs", "8",
+              "--lr", "0.01", "--batch-size", "20", "--out", "run", "--quiet")
     assert p.returncode == 0, p.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["dataset"]["classes"] == ["ant", "bee", "cow"] and summary["model"]["input_shape"] == [10]
@@ -141,3 +141,12 @@ def test_broken_data_exits_2_naming_the_fault_and_writes_nothing(tmp_path: Path,
     assert names in error_line(p)
     assert not (tmp_path / "run").exists()
     assert not list((tmp_path / "cache").rglob("*.npz"))
+
+
+def test_search_runs_its_trials_on_a_folder(folder_run: tuple[Path, Path]) -> None:
+    tmp, _ = folder_run
+    p = xpnet(tmp, "search", "--dataset", "pics", "--model", "convnet", "--hidden", "20", "--epochs", "1",
+              "--batch-size", "10", "--val-split", "0.2", "--trials", "1", "--out", "search")
+    assert p.returncode == 0, p.stderr
+    best = json.loads((tmp / "search" / "best.json").read_text())
+    assert best["study"] == "convnet-pics" and best["val_acc"] is not None

@@ -117,9 +117,9 @@ def _probe_all(layout: dict[str, dict[str, list[Path]]], strict: bool, root: Pat
                 raise DataError(f"{folder}: empty class folder (no pictures)", folder)
             kept[split][name] = good
     if skipped:
-        logger.warning("%s: skipped %d file%s that %s not pictures (first: %s); --strict-images refuses them",
-                       root, len(skipped), "" if len(skipped) == 1 else "s",
-                       "is" if len(skipped) == 1 else "are", skipped[0])
+        what = "file that is not a picture" if len(skipped) == 1 else "files that are not pictures"
+        logger.warning("%s: skipped %d %s (first: %s); --strict-images refuses them", root, len(skipped), what,
+                       skipped[0])
     return kept, sizes, colour
 
 
@@ -129,7 +129,7 @@ def _target_size(sizes: Counter[tuple[int, int]], image_size: int | None, root: 
     (w, h), n = sizes.most_common(1)[0]
     total = sum(sizes.values())
     if n < total:
-        logger.warning("note: %s: pictures come in %d sizes; resizing all to the most common, %dx%d "
+        logger.warning("%s: pictures come in %d sizes; resizing all to the most common, %dx%d "
                        "(%d of %d pictures), or pass --image-size N", root, len(sizes), w, h, n, total)
     return w, h
 

@@ -41,7 +41,7 @@ def read_inputs(path: str | os.PathLike[str], dataset: str = "mnist",
     if not p.is_file():
         raise ImageError(f"{p}: no such file" if not p.exists() else f"{p}: not a file")
     if p.suffix.lower() == ".npy":
-        stack = read_npy(p, shape)
+        stack = read_npy(p, shape, floats_as_given=dataset == "npz")
         if stack.shape[0] == 1:
             return [Input(str(p), p, stack[0])]
         return [Input(f"{p}[{i}]", p, a) for i, a in enumerate(stack)]

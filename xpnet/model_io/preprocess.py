@@ -154,11 +154,14 @@ def preprocess(grey: np.ndarray, dataset: str = "mnist", name: str = "image") ->
     return STYLES[dataset](grey, name).astype(np.float32)
 
 
-def read_npy(path: str | os.PathLike[str], shape: tuple[int, ...] = (SIZE, SIZE)) -> np.ndarray:
+def read_npy(path: str | os.PathLike[str], shape: tuple[int, ...] = (SIZE, SIZE),
+             floats_as_given: bool = False) -> np.ndarray:
     """Ready-made inputs from a .npy: one sample of ``shape`` ((28, 28) for MNIST) or a stack (N, *shape),
     uint8 0..255 or floats 0..1 → float32 (N, *shape).
 
     They are taken as the datasets store them (light ink on black, already centred): no preprocessing.
+    ``floats_as_given``: floats of any range are used as they are, as an .npz data set's floats were
+    in training (integers are still grey levels 0..255).
     """
     want = tuple(shape)
     text = ", ".join(map(str, want))
@@ -179,6 +182,8 @@ def read_npy(path: str | os.PathLike[str], shape: tuple[int, ...] = (SIZE, SIZE)
     x = a.astype(np.float64)
     if not np.isfinite(x).all():
         raise ImageError(f"{p}: the array holds NaN or inf values")
+    if floats_as_given and a.dtype.kind == "f":
+        return x.astype(np.float32)
     if x.min() < 0 or x.max() > 255:
         raise ImageError(f"{p}: values {x.min():g}..{x.max():g}; expected 0..255 (uint8) or 0..1 (floats)")
     if a.dtype.kind in "ui" or x.max() > 1.0:
