@@ -150,3 +150,13 @@ def test_search_runs_its_trials_on_a_folder(folder_run: tuple[Path, Path]) -> No
     assert p.returncode == 0, p.stderr
     best = json.loads((tmp / "search" / "best.json").read_text())
     assert best["study"] == "convnet-pics" and best["val_acc"] is not None
+
+
+def test_resume_refuses_a_folder_whose_classes_changed(tmp_path: Path) -> None:
+    picture_folder(tmp_path / "pics", per_class=5, classes=("red", "green"))
+    args = ("train", "--dataset", "pics", "--model", "mlp", "--hidden", "8", "--batch-size", "4", "--quiet")
+    assert xpnet(tmp_path, *args, "--epochs", "1", "--out", "run").returncode == 0
+    (tmp_path / "pics" / "green").rename(tmp_path / "pics" / "lime")  # as many pictures, another class
+    p = xpnet(tmp_path, "train", "--resume", "run", "--epochs", "2")
+    line = error_line(p)
+    assert "the checkpoint was trained on classes=['green', 'red']" in line and "['lime', 'red']" in line
