@@ -73,7 +73,7 @@ class Augment:
             elif part == "flip" and not flip:
                 flip = True
             else:
-                raise ValueError(f"expected shift[:K] or crop:P, and/or flip (e.g. shift:2,flip or crop:4,flip), "
+                raise ValueError(f"expected shift[:K][,flip] or crop:P[,flip] (e.g. shift:2,flip or crop:4,flip), "
                                  f"got {spec!r}")
         return cls(moves["shift"], flip, moves["crop"])
 

@@ -41,8 +41,8 @@ def canonical(dataset: str) -> str:
     if p.exists():
         raise DataError(f"{p}: not an image folder or an .npz (--dataset takes {', '.join(NAMES)}, a folder "
                         f"of pictures or an .npz file)", p)
-    raise DataError(f"--dataset {text}: no such dataset or path (known: {', '.join(NAMES)}; or give an image "
-                    f"folder or an .npz)")
+    raise DataError(f"--dataset {text}: invalid choice: no such dataset or path (choose from {', '.join(NAMES)}, "
+                    f"or give an image folder or an .npz)")
 
 
 def kind_of(dataset: str) -> str:
