@@ -184,19 +184,20 @@ def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan
     from xpnet.data import DataError
 
     try:
-        plan.net = cfgmod.build_net(cfg, plan.device)
         plan.optimizer = cfgmod.build_optimizer(cfg)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
-    try:
-        plan.data = cfgmod.build_data(cfg, plan.device, tuple(plan.net.input_shape))
+    try:  # the data first: the net takes its input shape and class count from it
+        plan.net, plan.data = cfgmod.build_net_and_data(cfg, plan.device)
     except ConfigError as exc:
         _usage(parser, str(exc))
     except (DataError, OSError) as exc:
         raise UsageError(_one_line(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
     if plan.resume_state is not None:
         stored_data = ckpt.read_config(plan.resume_state).get("data", {})
-        for key in ("name", "n_train", "n_val", "n_test"):
+        for key in ("name", "n_train", "n_val", "n_test", "sample_shape", "classes"):
             if key in stored_data and stored_data[key] != plan.data.info[key]:
                 raise UsageError(f"--resume: the checkpoint was trained on {key}={stored_data[key]}, "
                                  f"but the data now gives {plan.data.info[key]}")
@@ -384,9 +385,11 @@ def _start_line(plan: _Plan, trainer: Any, model: dict[str, Any], blas: dict[str
     cfg, dev, info = plan.cfg, plan.device, plan.data.info
     where = f"resuming at epoch {trainer.epoch + 1}, step {trainer.global_step}" if plan.resume \
         else f"{cfg.epochs} epochs of {trainer.steps_per_epoch} steps"
-    _say(f"{cfg.model} {'-'.join(map(str, [*model['input_shape'], *cfg.hidden_sizes, 10]))} "
+    n_classes = len(info.get("classes") or []) or 10
+    _say(f"{cfg.model} {'-'.join(map(str, [*model['input_shape'], *cfg.hidden_sizes, n_classes]))} "
          f"({model['n_params']:,} params) on {info['name']} ({info['n_train']} train, "
-         f"{info['n_val']} val, {info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
+         f"{info['n_val']} val, {info['n_test']} test{_decode_words(info)}) | {dev.name} ({dev.backend}) | "
+         f"{cfg.optimizer} lr "
          f"{cfg.resolved_lr():g}{_schedule_words(cfg)}"
          f"{f' | augment {cfg.augment}' if cfg.augment else ''} | {where} | out: {plan.out}"
          f"{f' | {launch.words()}' if launch.parallel else ''}")
@@ -394,6 +397,14 @@ def _start_line(plan: _Plan, trainer: Any, model: dict[str, Any], blas: dict[str
     note = tuning.pin_note(blas["core"], blas["pinned"], tuning.cpu_flags()) if blas is not None else None
     if note:
         _say(f"note: {note}")
+
+
+def _decode_words(info: dict[str, Any]) -> str:
+    """How a folder's or CIFAR-10's arrays were had this time: decoded now, or read from the decoded cache."""
+    if info.get("kind") not in ("folder", "cifar10"):
+        return ""
+    how = "from the decoded cache" if info.get("cache_hit") else "decoded"
+    return f"; {how} in {float(info.get('decode_s', 0.0)):.1f} s"
 
 
 def _end_message(plan: _Plan, trainer: Any, checkpoint: Any, result: Any) -> int:

@@ -112,7 +112,8 @@ def prepare(args: Any, rest: Sequence[str], space: spacemod.Space | None = None)
         source = f"the default space of --model {s.cfg.model}"
     _check_space(s, source)
     s.devices = _devices(args.devices)
-    s.study_name = args.study or f"{s.cfg.model}-{s.cfg.dataset}"
+    data_name = Path(s.cfg.dataset).stem if s.cfg.dataset_is_path else s.cfg.dataset  # a folder: its name
+    s.study_name = args.study or f"{s.cfg.model}-{data_name}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", s.study_name):
         raise SearchError(f"--study {s.study_name!r}: use letters, digits, '.', '_' and '-'")
     s.out = Path(args.out) if args.out else Path("runs") / "search" / s.study_name
