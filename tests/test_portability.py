@@ -49,8 +49,9 @@ def test_strict_backend_takes_the_portable_path(strict_dev: Device) -> None:
 
 ARRAY_LIBRARIES = {"cupy", "cupyx", "cupy_backends", "torch", "jax"}
 # Where a GPU library may be imported: the fast paths (accel/), the devices (backend.py), the CUDA kernels'
-# compile check (cuda_source.py), and the doctor's report on the host's GPU stack (diagnosis.py).
-MAY_IMPORT_ARRAY_LIBRARIES = ("accel/", "backend.py", "cuda_source.py", "diagnosis.py")
+# compile check (cuda_source.py), the doctor's report on the host's GPU stack (diagnosis.py), and data-parallel
+# training's device collective (dist/nccl.py: CuPy's NCCL binding, the GPU twin of the MPI allreduce).
+MAY_IMPORT_ARRAY_LIBRARIES = ("accel/", "backend.py", "cuda_source.py", "diagnosis.py", "dist/nccl.py")
 
 
 def gpu_library_imports(pkg: Path) -> dict[str, list[str]]:
