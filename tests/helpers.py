@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -79,3 +80,36 @@ def load_script(path: Path, name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def reachable_arrays(obj: Any, seen: set[int], depth: int = 0) -> list[Any]:
+    """Every array reachable from ``obj`` through attributes, dicts, lists and tuples."""
+    if id(obj) in seen or depth > 7:
+        return []
+    seen.add(id(obj))
+    if hasattr(obj, "__array_namespace__"):
+        return [obj]
+    if isinstance(obj, dict):
+        items = list(obj.values())
+    elif isinstance(obj, list | tuple):
+        items = list(obj)
+    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("xpnet"):
+        items = list(vars(obj).values())
+    else:
+        return []
+    return [a for item in items for a in reachable_arrays(item, seen, depth + 1)]
+
+
+def book_mnist(**kwargs: Any) -> Any:
+    """The book facade's ``load_mnist(**kwargs)``, quiet when it falls back to the bundled sample."""
+    from xpnet.book.mnist import load_mnist
+    from xpnet.data import SampleDataWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SampleDataWarning)
+        return load_mnist(**kwargs)
+
+
+def on_device(a: Any, dev: Device) -> bool:
+    """True when ``a`` lives on ``dev``: a NumPy array for the host, the device's own array type elsewhere."""
+    return isinstance(a, np.ndarray) if dev.is_host else (not isinstance(a, np.ndarray) and a.device == dev.native)

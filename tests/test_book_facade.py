@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,9 @@ import numpy as np
 import pytest
 
 import xpnet.book
+from tests.helpers import book_mnist, on_device
 from xpnet import to_host
 from xpnet.backend import CudaFallbackWarning, Device, DeviceError, cuda_status
-from xpnet.data import SampleDataWarning
 
 
 @pytest.fixture
@@ -24,22 +23,12 @@ def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     xpnet.book.reset()
 
 
-def load(**kwargs: Any) -> Any:
-    from xpnet.book.mnist import load_mnist
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SampleDataWarning)
-        return load_mnist(**kwargs)
-
-
-def on_device(a: Any, dev: Device) -> bool:
-    return isinstance(a, np.ndarray) if dev.is_host else (not isinstance(a, np.ndarray) and a.device == dev.native)
 
 
 # -- load_mnist --------------------------------------------------------------------------------------
 
 def test_load_mnist_has_the_books_defaults_shapes_and_dtypes(book: Device) -> None:
-    (x_train, t_train), (x_test, t_test) = load()
+    (x_train, t_train), (x_test, t_test) = book_mnist()
     n, m = x_train.shape[0], x_test.shape[0]
     assert (x_train.shape, t_train.shape, x_test.shape, t_test.shape) == ((n, 784), (n,), (m, 784), (m,))
     assert n >= 8000 and m >= 2000  # MNIST (60000/10000) or the bundled sample (8000/2000)
@@ -48,14 +37,14 @@ def test_load_mnist_has_the_books_defaults_shapes_and_dtypes(book: Device) -> No
     host = to_host(x_train[:100])
     assert host.min() >= 0.0 and host.max() <= 1.0 and host.max() > 0.9
     assert all(on_device(a, book) for a in (x_train, t_train, x_test, t_test))
-    (x4, t1h), _ = load(normalize=False, flatten=False, one_hot_label=True)
+    (x4, t1h), _ = book_mnist(normalize=False, flatten=False, one_hot_label=True)
     assert x4.shape == (n, 1, 28, 28) and x4.dtype == xp.uint8
     assert t1h.shape == (n, 10) and to_host(t1h[:50]).sum() == 50.0
     np.testing.assert_array_equal(np.argmax(to_host(t1h[:50]), axis=1), to_host(t_train[:50]))
 
 
 def test_the_books_indexing_keeps_data_on_the_device(book: Device) -> None:
-    (x_train, t_train), _ = load()
+    (x_train, t_train), _ = book_mnist()
     batch_mask = np.random.default_rng(0).choice(x_train.shape[0], 100)  # a NumPy index array
     xb, tb = x_train[batch_mask], t_train[batch_mask]
     assert xb.shape == (100, 784) and tb.shape == (100,) and on_device(xb, book) and on_device(tb, book)
@@ -258,7 +247,7 @@ def test_trainer_prints_the_books_lines(book: Device, capsys: pytest.CaptureFixt
     from xpnet.book.multi_layer_net import MultiLayerNet
     from xpnet.book.trainer import Trainer
 
-    (x_train, t_train), (x_test, t_test) = load()
+    (x_train, t_train), (x_test, t_test) = book_mnist()
     np.random.seed(0)
     net = MultiLayerNet(784, [20], 10)
     trainer = Trainer(net, x_train[:200], t_train[:200], x_test[:100], t_test[:100], epochs=2, mini_batch_size=50,

@@ -7,7 +7,6 @@ the loss layer, the nets and the DataLoader.
 
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 import xpnet.book
+from tests.helpers import book_mnist, on_device
 from xpnet import functions as F
 from xpnet import nets, to_device, to_host
 from xpnet.backend import Device, array_namespace
@@ -22,7 +22,7 @@ from xpnet.book._device import to_book
 from xpnet.book._own_net import place
 from xpnet.book.gradient import numerical_gradient
 from xpnet.book.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
-from xpnet.data import DataLoader, SampleDataWarning
+from xpnet.data import DataLoader
 from xpnet.layers import SoftmaxWithLoss as CoreSoftmaxWithLoss
 
 
@@ -140,16 +140,6 @@ class TwoLayerNet:
                 "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db}
 
 
-def load(**kwargs: Any) -> Any:
-    from xpnet.book.mnist import load_mnist
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SampleDataWarning)
-        return load_mnist(**kwargs)
-
-
-def on_device(a: Any, dev: Device) -> bool:
-    return isinstance(a, np.ndarray) if dev.is_host else (not isinstance(a, np.ndarray) and a.device == dev.native)
 
 
 # -- the Trainer and a net of one's own ----------------------------------------------------------------
@@ -157,7 +147,7 @@ def on_device(a: Any, dev: Device) -> bool:
 def test_an_inline_convnet_learns_through_the_books_trainer(book: Device) -> None:
     from xpnet.book.trainer import Trainer
 
-    (x_train, t_train), (x_test, t_test) = load(flatten=False)
+    (x_train, t_train), (x_test, t_test) = book_mnist(flatten=False)
     np.random.seed(0)
     conv_param = {"filter_num": 8, "filter_size": 5, "pad": 0, "stride": 1}
     network = SimpleConvNet(input_dim=(1, 28, 28), conv_param=conv_param, hidden_size=20, output_size=10)
@@ -178,7 +168,7 @@ def test_an_inline_convnet_learns_through_the_books_trainer(book: Device) -> Non
 def test_a_learners_net_records_the_books_post_update_loss(book: Device) -> None:
     from xpnet.book.trainer import Trainer
 
-    (x_train, t_train), (x_test, t_test) = load()
+    (x_train, t_train), (x_test, t_test) = book_mnist()
     np.random.seed(1)
     network = TwoLayerNet(784, 20, 10, weight_init_std=0.1)
     x_host, t_host = to_host(x_train[:150]), to_host(t_train[:150])  # NumPy data, as a script may make: it moves too
@@ -196,7 +186,7 @@ def test_xpnets_own_nets_record_the_loss_of_their_forward_before_the_update(book
     from xpnet.book.multi_layer_net import MultiLayerNet
     from xpnet.book.trainer import Trainer
 
-    (x_train, t_train), (x_test, t_test) = load()
+    (x_train, t_train), (x_test, t_test) = book_mnist()
     x, t = x_train[:100], t_train[:100]
     net, twin = MultiLayerNet(784, [20], 10, seed=3), MultiLayerNet(784, [20], 10, seed=3)
     np.random.seed(5)
@@ -217,7 +207,7 @@ def test_xpnets_own_nets_record_the_loss_of_their_forward_before_the_update(book
 def test_the_trainer_names_what_a_net_lacks_or_what_cannot_move(book: Device) -> None:
     from xpnet.book.trainer import Trainer
 
-    (x_train, t_train), _ = load()
+    (x_train, t_train), _ = book_mnist()
     np.random.seed(0)
     no_accuracy = TwoLayerNet(784, 5, 10)
     no_accuracy.accuracy = None

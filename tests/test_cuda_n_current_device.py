@@ -11,28 +11,10 @@ import numpy as np
 import pytest
 
 from tests import current_device_double as fake
-from tests.helpers import no_cuda
+from tests.helpers import no_cuda, reachable_arrays
 from xpnet import backend, nets, optim
 from xpnet.data import DataLoader
 from xpnet.train.trainer import Trainer
-
-
-def _arrays(obj: Any, seen: set[int], depth: int = 0) -> list[Any]:
-    """Every array reachable from ``obj`` through attributes, dicts, lists and tuples."""
-    if id(obj) in seen or depth > 7:
-        return []
-    seen.add(id(obj))
-    if hasattr(obj, "__array_namespace__"):
-        return [obj]
-    if isinstance(obj, dict):
-        items = list(obj.values())
-    elif isinstance(obj, list | tuple):
-        items = list(obj)
-    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("xpnet"):
-        items = list(vars(obj).values())
-    else:
-        return []
-    return [a for item in items for a in _arrays(item, seen, depth + 1)]
 
 
 def _train_everything(dev: backend.Device, other: backend.Device) -> list[Any]:
@@ -59,7 +41,7 @@ def _train_everything(dev: backend.Device, other: backend.Device) -> list[Any]:
         x, t = next(iter(loader))
         opt.update(net.params, net.gradient(x, t))  # a step outside the Trainer, too
         net.predict(x)
-        found += _arrays(net, set()) + _arrays(opt, set()) + _arrays(loader, set())
+        found += reachable_arrays(net, set()) + reachable_arrays(opt, set()) + reachable_arrays(loader, set())
     back = backend.to_device(backend.to_device(np.ones(3, dtype=np.float32), other), dev, dtype=dev.xp.float64)
     found.append(back)
     dev.synchronize()

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers import no_cuda, randn
+from tests.helpers import no_cuda, randn, reachable_arrays
 from tests.sync_double import SyncDetector, SyncError
 from xpnet import backend, gradcheck, nets, optim
 from xpnet.accel import flat
@@ -214,22 +214,6 @@ def test_rng_resume_replays_the_uninterrupted_stream(kind: str, strict_dev: back
 
 # -- defect 5: every array of a net and its optimizer on the device asked for ------------------------
 
-def _arrays(obj: Any, seen: set[int], depth: int = 0) -> list[Any]:
-    """Every array reachable from ``obj`` through attributes, dicts, lists and tuples."""
-    if id(obj) in seen or depth > 6:
-        return []
-    seen.add(id(obj))
-    if hasattr(obj, "__array_namespace__"):
-        return [obj]
-    if isinstance(obj, dict):
-        items = list(obj.values())
-    elif isinstance(obj, list | tuple):
-        items = list(obj)
-    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("xpnet"):
-        items = list(vars(obj).values())
-    else:
-        return []
-    return [a for item in items for a in _arrays(item, seen, depth + 1)]
 
 
 @pytest.mark.parametrize("name", ["two_layer", "multi", "conv"])
@@ -249,7 +233,7 @@ def test_every_array_lands_on_the_second_device(name: str) -> None:
     for _ in range(2):
         opt.update(net.params, net.gradient(x, t))
     net.accuracy(x, t)
-    arrays = _arrays(net, set()) + _arrays(opt, set())
+    arrays = reachable_arrays(net, set()) + reachable_arrays(opt, set())
     assert len(arrays) > 8
     assert {str(a.device) for a in arrays} == {str(dev.native)}
 
@@ -305,7 +289,7 @@ def test_every_array_lands_on_the_second_gpu() -> None:
     with dev.context():
         for _ in range(2):
             opt.update(net.params, net.gradient(x, t))
-    arrays = _arrays(net, set()) + _arrays(opt, set())
+    arrays = reachable_arrays(net, set()) + reachable_arrays(opt, set())
     assert {a.device.id for a in arrays} == {1}
     moved = backend.to_device(backend.to_device(np.ones(3), backend.device("cuda:0")), dev)
     assert moved.device.id == 1

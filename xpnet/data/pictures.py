@@ -12,8 +12,11 @@ truncated, corrupt or larger than Pillow's decompression-bomb limit is a :class:
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,50 +39,49 @@ def _bomb_message(path: Path, exc: BaseException) -> str:
             f"{Image.MAX_IMAGE_PIXELS:,} pixels)")
 
 
-def probe(path: Path) -> tuple[tuple[int, int], int]:
-    """``((width, height), channels)`` read from the file's header only (fast: no pixels decoded)."""
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Any]:
+    """``Image.open(path)`` with every way a file can fail turned into one line naming it: not an image at all
+    (:class:`NotAnImage`), over Pillow's decompression-bomb limit (its warning level too), corrupt or truncated."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                return im.size, 1 if im.mode in GREY_MODES or _grey_palette(im) else 3
+                yield im
     except UnidentifiedImageError:
         raise NotAnImage(f"{path}: not an image Pillow can read", path) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(_bomb_message(path, exc), path) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: corrupt or truncated image ({_first_line(exc)})", path) from None
+
+
+def probe(path: Path) -> tuple[tuple[int, int], int]:
+    """``((width, height), channels)`` read from the file's header only (fast: no pixels decoded)."""
+    with _opened(path) as im:
+        return im.size, 1 if im.mode in GREY_MODES or _grey_palette(im) else 3
 
 
 def decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     """The picture at ``path`` as uint8 (channels, height, width) for ``size`` = (width, height)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     mode = "L" if channels == 1 else "RGB"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if im.format == "JPEG":
-                    im.draft(mode, size)  # decode a big photo at a fraction of its size
-                im.load()  # a truncated or corrupt file fails here, not later
-                im = ImageOps.exif_transpose(im)
-                if im.mode == "P" and "transparency" in im.info:
-                    im = im.convert("RGBA")
-                if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                    im = Image.fromarray(_deep_to_uint8(np.asarray(im)))
-                im = im.convert(mode)
-                if im.size != size:
-                    im = im.resize(size, Image.Resampling.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
-    except UnidentifiedImageError:
-        raise NotAnImage(f"{path}: not an image Pillow can read", path) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(_bomb_message(path, exc), path) from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: corrupt or truncated image ({_first_line(exc)})", path) from None
+    with _opened(path) as im:
+        if im.format == "JPEG":
+            im.draft(mode, size)  # decode a big photo at a fraction of its size
+        im.load()  # a truncated or corrupt file fails here, not later
+        im = ImageOps.exif_transpose(im)
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            im = Image.fromarray(_deep_to_uint8(np.asarray(im)))
+        im = im.convert(mode)
+        if im.size != size:
+            im = im.resize(size, Image.Resampling.BILINEAR)
+        a = np.asarray(im, dtype=np.uint8)
     return a[None] if a.ndim == 2 else np.ascontiguousarray(a.transpose(2, 0, 1))
 
 

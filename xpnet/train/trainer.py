@@ -208,14 +208,16 @@ class Trainer:
         for x, t in self.loader:
             if self.schedule is not None:
                 self.optimizer.lr = self.schedule(self.global_step)
-            grads, loss, n = self.net.gradient(x, t), self.net.last_loss, int(x.shape[0])
+            grads, loss, n = self.net.gradient(x, t), None, int(x.shape[0])
             if self.dist is not None:  # the step's one collective: the mean gradient of the global batch
                 mine, n = self.loader.batch_sizes
-                grads, loss = self.dist.allreduce(grads, loss, mine / n)
+                grads, loss = self.dist.allreduce(grads, self.net.last_loss, mine / n)
             if self.clip_norm is not None:
                 clip_grad_norm(grads, self.clip_norm)
             self.optimizer.update(self.net.params, grads)
-            self._pending.append(loss)
+            # last_loss is read after the update: a learner's own net (the book facade) computes it then, as
+            # the book's Trainer does; xpnet's nets kept their forward's loss from gradient() anyway.
+            self._pending.append(self.net.last_loss if loss is None else loss)
             self.global_step += 1
             self.step_in_epoch += 1
             self.epoch_samples += n
