@@ -133,6 +133,9 @@ def _one_line_warnings(quiet: bool) -> Iterator[None]:
         warnings.simplefilter("default")
         warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered", RuntimeWarning)
         warnings.filterwarnings("ignore", module=r"optuna.*")
+        # Python hides these by default: they speak to a program's author (an unclosed file, a process never
+        # waited for, found by the garbage collector at any moment), not to the person running a search.
+        warnings.filterwarnings("ignore", category=ResourceWarning)
         warnings.showwarning = show
         yield
 

@@ -73,6 +73,8 @@ def best_trial(trials: Sequence[Any]) -> Any | None:
 
 def best_record(best: Any, study_name: str, storage: str) -> dict[str, Any]:
     argv = list(best.user_attrs.get("argv", []))
+    if best.user_attrs.get("device"):  # the device the trial trained on: the command must not pick another
+        argv += ["--device", str(best.user_attrs["device"])]
     return {"study": study_name, "storage": storage, "trial": best.number, "val_acc": best.value,
             "best_epoch": best.user_attrs.get("best_epoch"), "epochs": best.user_attrs.get("epochs"),
             "params": dict(best.params), "seconds": best.user_attrs.get("seconds"),
