@@ -78,7 +78,7 @@ def _val_split(s: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, allow_abbrev=False,
                 description="Search hyper-parameters of `xpnet train` with Optuna, judged on validation "
-                            "accuracy (the test set is never loaded). Every other flag is an xpnet train "
+                            "accuracy (the test set is never used). Every other flag is an xpnet train "
                             "flag (--model, --dataset, --epochs, --limit-train, ...) given to every trial.",
                 epilog="exit status: 0 done, 2 bad input, 130 or 143 interrupted by Ctrl-C or SIGTERM (run it again to "
                        "continue the study)")

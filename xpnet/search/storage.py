@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-#: Heartbeat every HEARTBEAT_S seconds; a trial silent for GRACE_S is stale (retried within 30 s).
+#: Heartbeat every HEARTBEAT_S seconds; a trial silent for GRACE_S is stale (retried at the next look).
 HEARTBEAT_S, GRACE_S = 5, 15
 #: How often a trial may be retried after its worker died.
 MAX_RETRY = 3
