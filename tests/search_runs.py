@@ -155,6 +155,16 @@ def start_together(children: Children, argvs: Sequence[Sequence[str]], tag: str)
     return kids
 
 
+def launched_at(pid: int) -> float | None:
+    """When process ``pid`` started (time.time()'s clock, from /proc); None once it is gone."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def started(t: Any) -> float:
     return float(t.datetime_start.timestamp())
 

@@ -24,7 +24,9 @@ from tests.search_runs import (  # noqa: E402
     TINY,
     Children,
     assert_retried_by_the_heartbeat,
+    first_free,
     journal_trials,
+    launched_at,
     read_csv,
     started,
     wait_for,
@@ -49,7 +51,6 @@ def children(tmp_path: Path) -> Iterator[Children]:
 def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(tmp_path: Path, mnist: None,
                                                                 children: Children) -> None:
     out = tmp_path / "s"
-    launched = time.time()
     proc = children.search(*TINY, "--limit-train", "600", "--epochs", "40", "--trials", "3", "--workers", "2",
                            "--sampler", "random", "--pruner", "none", "--out", str(out))
 
@@ -61,11 +62,17 @@ def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(tmp_path: Path, 
 
     victim = wait_for(running_with_epochs, 300, "a trial with 2 epochs done")
     assert (Path(victim.user_attrs["dir"]) / ckpt.FILENAME).is_file()  # what the retry continues from
-    # How long this machine takes from starting a search to starting its first trial (the supervisor's start
-    # and a worker's): a replacement worker, one process, starts in less.
-    start_s = min(started(t) for t in journal_trials(out)) - launched
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     killed_at = time.time()
+
+    def retry_running() -> Any:  # once it has its own pid (a retry starts with a copy of the dead one's)
+        for t in journal_trials(out):
+            if t.user_attrs.get("retry_of") == victim.number and t.user_attrs.get("pid_of_trial") == t.number:
+                return t
+        return None
+
+    taker = wait_for(retry_running, 300, "the retry").user_attrs["pid"]
+    taker_launched = launched_at(taker)
     assert proc.wait(timeout=600) == 0, proc.stderr
     assert "died (SIGKILL)" in proc.stderr
     trials = journal_trials(out)
@@ -74,8 +81,14 @@ def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(tmp_path: Path, 
     retry = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE", [(t.number, t.state) for t in trials]
     assert retry[0].params == victim.params
-    # The supervisor sees the death at its next poll and starts a worker, which takes the retry.
-    assert started(retry[0]) - killed_at <= POLL_S + start_s + SLACK_S, (started(retry[0]) - killed_at, start_s)
+    if taker_launched is not None and taker_launched > killed_at - 1:
+        # The worker that replaced the dead one: started at the supervisor's next poll, and the retry was the
+        # first trial it ran (before it, only its start: the imports and opening the study).
+        assert taker_launched - killed_at <= POLL_S + SLACK_S, taker_launched - killed_at
+        assert min(started(t) for t in trials if t.user_attrs.get("pid") == taker) == started(retry[0])
+    else:  # the other worker was free first and took it
+        other = [t for t in trials if t.user_attrs.get("pid") == taker and t.number != retry[0].number]
+        assert started(retry[0]) <= first_free(other, [taker], killed_at) + SLACK_S
     # It continued from the dead trial's checkpoint: its curve starts with the epochs done before.
     assert retry[0].user_attrs["curve"]["val"][:2] == dead.user_attrs["curve"]["val"][:2]
     rows = {r["number"]: r for r in read_csv(out / "trials.csv")}
@@ -117,6 +130,7 @@ def test_ctrl_c_marks_the_trial_interrupted_and_exits_130(tmp_path: Path, mnist:
     proc.signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130, proc.stderr  # 128 + SIGINT; SIGTERM gives 143
     assert "run the same command again" in proc.stderr and "Traceback" not in proc.stderr
+    assert "warning" not in proc.stderr  # no trial finished: nothing to draw, nothing to warn about
     (t,) = journal_trials(out)
     assert t.state.name == "FAIL" and t.user_attrs["status"] == "interrupted"
     assert (Path(t.user_attrs["dir"]) / ckpt.FILENAME).is_file()  # kept for the rerun to resume from

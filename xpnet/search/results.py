@@ -135,7 +135,8 @@ def plot_history(path: Path, trials: Sequence[Any], title: str) -> None:
     if xs:
         ax.step(xs, ys, where="post", color="#009988", lw=1.5, label="best so far")
     ax.set(xlabel="trial", ylabel="best validation accuracy", title=title)
-    ax.legend(fontsize=8, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # a study with no finished trial yet (interrupted) has nothing to name
+        ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
