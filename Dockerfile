@@ -104,7 +104,7 @@ ARG SMOKE_ARGS="--device cuda --epochs 1 --limit-train 2000 --quiet --out /tmp/s
 # Any new value reruns the smoke step with the layers above cached (scripts/check_image.sh passes the time).
 ARG SMOKE_RUN_ID=0
 RUN echo "smoke run ${SMOKE_RUN_ID}: xpnet-doctor, then xpnet-train ${SMOKE_ARGS:-(skipped)}" \
-    && if [ "${BACKEND}" != cpu ]; then python -m xpnet.accel.cuda_source --arch 80 --dtype float32; fi \
+    && if [ "${BACKEND}" != cpu ]; then python -m xpnet.cuda_source --arch 80 --dtype float32; fi \
     && xpnet-doctor \
     && if [ -n "${SMOKE_ARGS}" ]; then XPNET_OFFLINE=1 xpnet-train ${SMOKE_ARGS}; fi
 

@@ -93,7 +93,7 @@ def test_dockerfile_contract() -> None:
 
     smoke = " ".join(r for w, r in stages["smoke"] if w == "RUN")
     assert "xpnet-doctor" in smoke and "xpnet-train" in smoke
-    assert "python -m xpnet.accel.cuda_source" in smoke, "the smoke stage compiles xpnet's kernels (issue 11)"
+    assert "python -m xpnet.cuda_source" in smoke, "the smoke stage compiles xpnet's kernels (issue 11)"
     assert ("ARG", "BACKEND=cuda12") in stages["smoke"]
 
 

@@ -1,7 +1,7 @@
 """Every CUDA kernel xpnet ships, compiled with NVRTC on a machine without a GPU (issue 11).
 
 CuPy compiles a kernel the first time it runs, so these tests build the translation unit CuPy's
-own code generation makes (:mod:`xpnet.accel.cuda_source`) and compile it with NVRTC from the pip
+own code generation makes (:mod:`xpnet.cuda_source`) and compile it with NVRTC from the pip
 wheels (nvidia-cuda-nvrtc-cu12, nvidia-cuda-runtime-cu12's headers) for sm_80 and sm_90, float32
 and float64. They skip only where CuPy or NVRTC is not installed, which ``make test`` never is
 (backends/test.txt carries both); with XPNET_REQUIRE_CUPY=1 that skip is a failure.
@@ -19,7 +19,7 @@ from tests.helpers import no_cuda
 from xpnet import accel, backend
 from xpnet.layers import Relu
 
-cuda_source = pytest.importorskip("xpnet.accel.cuda_source")
+cuda_source = pytest.importorskip("xpnet.cuda_source")
 
 
 @pytest.fixture(scope="module")

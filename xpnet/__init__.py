@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from xpnet._version import __version__ as __version__
 from xpnet.backend import Device, device, to_device, to_host
 
 __all__ = ["Device", "device", "load", "to_device", "to_host"]
-__version__ = "0.1.0"
 
 
 def load(path: str | os.PathLike[str], device: str | Device = "auto") -> Any:

@@ -101,7 +101,7 @@ def _cuda_version(v: int) -> str:
 
 
 def versions() -> dict[str, str | None]:
-    import xpnet
+    from xpnet._version import __version__
 
     cupy_dists = _cupy_dists()
     cupy = None
@@ -112,7 +112,7 @@ def versions() -> dict[str, str | None]:
     return {
         "python": f"{platform.python_version()} ({sys.executable})",
         "platform": platform.platform(),
-        "xpnet": xpnet.__version__,
+        "xpnet": __version__,
         "numpy": _dist_version("numpy"),
         "array-api-compat": _dist_version("array-api-compat"),
         "cupy": cupy,

@@ -18,9 +18,8 @@ Why this floor: the compute modules call it, so it must not call them. This pack
 modules listed above import only :mod:`xpnet.backend` (and numpy, cupy, array_api_compat): optimizers
 are known here by the name of their formula, never by their class. What needs the layers sits
 above them: the fused Convolution → ReLU → pool block in :mod:`xpnet.fusion`, the report of which
-fast paths are on in :mod:`xpnet.fast_paths`, and :mod:`.cuda_source` (a command that compiles
-every kernel without a GPU, naming each optimizer kernel's arguments from :mod:`xpnet.optim`;
-nothing imports it).
+fast paths are on in :mod:`xpnet.fast_paths`, and :mod:`xpnet.cuda_source` (a command that
+compiles every kernel without a GPU, naming each optimizer kernel's arguments from :mod:`xpnet.optim`).
 
 Each fast path is tested against the plain code (``tests/test_accel_*.py``); within
 :func:`portable_only` every one of them is off.

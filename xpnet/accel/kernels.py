@@ -13,7 +13,7 @@ So this module knows no optimizer class: it sits on accel's lower floor and impo
 Every kernel is compiled with :data:`OPTIONS`: NVRTC contracts ``a * b + c`` into one fused
 multiply-add by default, which rounds once instead of twice; the tests promise the kernels agree
 with the portable formula to 1e-12, and a contracted ``momentum * v - lr * g`` can lose every
-digit when the two products nearly cancel. :mod:`.cuda_source` compiles all of them without a GPU.
+digit when the two products nearly cancel. :mod:`xpnet.cuda_source` compiles all of them without a GPU.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def build_graph(net: Any, metadata: Mapping[str, str] | None = None) -> Any:
     import onnx
     from onnx import TensorProto, helper
 
-    import xpnet
+    from xpnet._version import __version__
 
     state = {k: np.asarray(v) for k, v in net.state_dict().items()}
 
@@ -141,7 +141,7 @@ def build_graph(net: Any, metadata: Mapping[str, str] | None = None) -> Any:
         initializer=g.inits,
         doc_string="logits of xpnet's net; softmax gives class probabilities")
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="xpnet",
-                              producer_version=str(xpnet.__version__), ir_version=IR_VERSION)
+                              producer_version=__version__, ir_version=IR_VERSION)
     helper.set_model_props(model, dict(metadata or {}))
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -177,11 +177,9 @@ def sigterm_as_sigint() -> Iterator[None]:
 def supervise(commands: Sequence[Sequence[str]], study: Any, reap_local: bool, restarts: int = MAX_RETRY) -> int:
     """Start one process per command, wait for all; a worker that dies is replaced (up to ``restarts``
     times per slot) so the retry of its trial has a worker to run it."""
-    import xpnet
-
     env = {**os.environ}
     # The workers import the same xpnet as this process, installed or not.
-    root = str(Path(xpnet.__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding this xpnet/
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     # One BLAS thread per worker unless the user chose: K processes share the cores.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -73,9 +73,9 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         if dist == "xpnet":
-            import xpnet
+            from xpnet._version import __version__
 
-            return str(xpnet.__version__)
+            return __version__
         return "not installed"
 
 

@@ -5,13 +5,13 @@ body would first show on a GPU. This module builds the exact translation unit Cu
 ``ElementwiseKernel`` would hand to NVRTC (CuPy's own code generation and compiler options) and
 compiles it for a given architecture through CuPy's NVRTC binding: the tests do it for sm_80 and
 sm_90 in float32 and float64, and the Docker image's smoke stage does it once
-(``python -m xpnet.accel.cuda_source``). It needs CuPy, NVRTC and the CUDA runtime headers
+(``python -m xpnet.cuda_source``). It needs CuPy, NVRTC and the CUDA runtime headers
 (``pip install 'xpnet[cuda12]'``), not a GPU. It uses CuPy internals (``cupy._core``) on purpose:
 the point is to compile what CuPy would compile.
 
-Why it may import :mod:`xpnet.optim` although it lives in accel: it is a command on top of every
-floor, not part of accel's lower floor (nothing imports it). It names each optimizer kernel's
-arguments from the optimizer class declaring that formula, exactly as :func:`xpnet.accel.step` does.
+Why it sits above accel and optim, not in accel: it names each optimizer kernel's arguments from the
+optimizer class declaring that formula, exactly as :func:`xpnet.accel.step` does, so it needs
+:mod:`xpnet.optim`, which accel's lower floor must never import. Nothing imports it: it is a command.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from xpnet.backend import DTYPES
 
 @dataclass(frozen=True)
 class Kernel:
-    """One ElementwiseKernel of :mod:`.kernels`: its name, (inputs, outputs, body), and which inputs are
+    """One ElementwiseKernel of :mod:`xpnet.accel.kernels`: its name, (inputs, outputs, body), and which inputs are
     scalars (an optimizer's hyper-parameters; every other parameter is an array)."""
 
     name: str
@@ -38,7 +38,7 @@ class Kernel:
 
 
 def every_kernel() -> list[Kernel]:
-    """Every kernel :mod:`.kernels` can build: the activations and one per optimizer formula."""
+    """Every kernel :mod:`xpnet.accel.kernels` can build: the activations and one per optimizer formula."""
     out = [Kernel(f"xpnet_{n}", *spec) for n, spec in kernels.ACTIVATIONS.items()]
     by_formula = {cls.formula: cls for cls in optim.OPTIMIZERS.values()}
     for name in kernels.OPTIMIZERS:
@@ -52,7 +52,7 @@ def every_kernel() -> list[Kernel]:
 
 def elementwise_source(k: Kernel, dtype: str) -> str:
     """The CUDA C++ CuPy generates for ``k`` called on contiguous 1-D ``dtype`` arrays (scalars for
-    the optimizer's hyper-parameters, as :func:`.kernels.optimizer` passes them), headers included."""
+    the optimizer's hyper-parameters, as :func:`xpnet.accel.kernels.optimizer` passes them), headers included."""
     import cupy
     import numpy as np
     from cupy._core import _carray, _kernel, _scalar, core
@@ -113,7 +113,7 @@ def compile_all(archs: list[str], dtypes: list[str]) -> list[tuple[str, str, str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xpnet.accel.cuda_source", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m xpnet.cuda_source", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", nargs="+", default=["80", "90"], help="compute capabilities (default: 80 90)")
     parser.add_argument("--dtype", nargs="+", default=list(DTYPES), choices=DTYPES)
     args = parser.parse_args(argv)
