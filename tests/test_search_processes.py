@@ -176,3 +176,38 @@ def test_sqlite_heartbeats_retry_the_trial_of_a_killed_search(tmp_path: Path, mn
     finally:
         for st in storages:
             st.engine.dispose()
+
+
+def test_the_journal_lock_dies_with_a_killed_worker(tmp_path: Path, children: Children) -> None:
+    """A worker killed while it writes the journal must not leave a lock that stalls every other one."""
+    import fcntl
+    import sys
+
+    from xpnet.search.storage import JournalLock, open_storage
+
+    storage = open_storage(None, tmp_path)
+    lock = storage._backend._lock  # what the search's journal writes take
+    assert isinstance(lock, JournalLock) and lock.path == tmp_path / "study.journal.flock"
+    ready = tmp_path / "holding"
+    holder = children.start([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+                             "from xpnet.search.storage import JournalLock\n"
+                             "JournalLock(Path(sys.argv[1])).acquire()\nPath(sys.argv[2]).touch()\ntime.sleep(600)\n",
+                             str(lock.path), str(ready)])
+    wait_for(ready.exists, 120, "the holder to take the lock")
+
+    def free() -> bool:
+        fd = os.open(lock.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    assert not free()  # held: writers wait
+    holder.signal(signal.SIGKILL)
+    assert holder.wait(timeout=60) == -signal.SIGKILL
+    assert free()  # its holder died: the next writer goes on at once
+    lock.acquire()
+    lock.release()
