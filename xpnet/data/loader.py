@@ -65,6 +65,8 @@ class DataLoader:
             raise ValueError(f"batch_size must be between 1 and the number of samples ({n}), got {batch_size}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if len(t.shape) == 2 and t.shape[1] == 1 and backend.array_namespace(t).isdtype(t.dtype, "integral"):
+            t = backend.array_namespace(t).reshape(t, (m,))  # the book's column of class indices: checked as such
         x_shape, t_shape = tuple(x.shape), tuple(t.shape)
         if len(t_shape) not in (1, 2):
             raise ValueError(f"t must be class indices (N,) or one-hot (N, C), got shape {t_shape}")
@@ -92,16 +94,17 @@ class DataLoader:
 
         dev, xp = self.device, self.device.xp
         self.dtype = dev.dtype(dtype) if isinstance(dtype, str) else dtype
-        # The single host-to-device copy of the data, in its stored dtype (uint8 images stay uint8).
-        self.x = dev.asarray(x)
-        self._scale = bool(normalize) and xp.isdtype(self.x.dtype, "integral")
-        t_dev = dev.asarray(t)
-        self.t = xp.astype(t_dev, xp.int64) if len(t_shape) == 1 else t_dev
-        if not isinstance(t, np.ndarray) and len(t_shape) == 1:  # device labels: checked here, once
-            lo, hi = int(xp.min(self.t)), int(xp.max(self.t))
-            if lo < 0 or hi >= num_classes:
-                raise ValueError(f"labels must be in 0..{num_classes - 1}, found {lo}..{hi}")
-        self._classes = xp.arange(self.num_classes, dtype=xp.int64, device=dev.native)
+        with dev.context():  # CuPy casts and compares on the current GPU: make it the loader's
+            # The single host-to-device copy of the data, in its stored dtype (uint8 images stay uint8).
+            self.x = dev.asarray(x)
+            self._scale = bool(normalize) and xp.isdtype(self.x.dtype, "integral")
+            t_dev = dev.asarray(t)
+            self.t = xp.astype(t_dev, xp.int64) if len(t_shape) == 1 else t_dev
+            if not isinstance(t, np.ndarray) and len(t_shape) == 1:  # device labels: checked here, once
+                lo, hi = int(xp.min(self.t)), int(xp.max(self.t))
+                if lo < 0 or hi >= num_classes:
+                    raise ValueError(f"labels must be in 0..{num_classes - 1}, found {lo}..{hi}")
+            self._classes = xp.arange(self.num_classes, dtype=xp.int64, device=dev.native)
 
     def _out_shape(self, rest: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample output shape: (D,) when flattening, else (C, H, W)."""
@@ -144,15 +147,17 @@ class DataLoader:
         while self.step < nb:
             lo = self.step * self.batch_size
             hi = min(lo + self.batch_size, self._n)
-            if order is None:
-                xb, tb = self.x[lo:hi, ...], self.t[lo:hi, ...]
-            else:
-                idx = order[lo:hi]
-                xb, tb = xp.take(self.x, idx, axis=0), xp.take(self.t, idx, axis=0)
+            with dev.context():  # the batch is made on the loader's GPU; the caller's stays current at yield
+                if order is None:
+                    xb, tb = self.x[lo:hi, ...], self.t[lo:hi, ...]
+                else:
+                    idx = order[lo:hi]
+                    xb, tb = xp.take(self.x, idx, axis=0), xp.take(self.t, idx, axis=0)
+                if choices is not None:
+                    xb = self._augment(xb, choices[lo:hi, ...])
+                batch = self._convert(xb, tb)
             self.step += 1
-            if choices is not None:
-                xb = self._augment(xb, choices[lo:hi, ...])
-            yield self._convert(xb, tb)
+            yield batch
         self.epoch += 1
         self.step = 0
 

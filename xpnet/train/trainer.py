@@ -157,7 +157,7 @@ class Trainer:
         """
         self.stop_status, self.stop_reason, self.stop_signal = None, "", None
         started = time.perf_counter()
-        with GracefulStop(self._on_signal):
+        with GracefulStop(self._on_signal), self.device.context():  # CuPy works on the current GPU: the net's
             self._call("on_fit_start")
             while self.epoch < self.epochs and self.stop_status is None:
                 record = self._run_epoch()
