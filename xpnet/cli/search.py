@@ -78,7 +78,7 @@ def _val_split(s: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, allow_abbrev=False,
                 description="Search hyper-parameters of `xpnet train` with Optuna, judged on validation "
-                            "accuracy (the test set is never loaded). Every other flag is an xpnet train "
+                            "accuracy (the test set is never used). Every other flag is an xpnet train "
                             "flag (--model, --dataset, --epochs, --limit-train, ...) given to every trial.",
                 epilog="exit status: 0 done, 2 bad input, 130 or 143 interrupted by Ctrl-C or SIGTERM (run it again to "
                        "continue the study)")
@@ -133,6 +133,9 @@ def _one_line_warnings(quiet: bool) -> Iterator[None]:
         warnings.simplefilter("default")
         warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered", RuntimeWarning)
         warnings.filterwarnings("ignore", module=r"optuna.*")
+        # Python hides these by default: they speak to a program's author (an unclosed file, a process never
+        # waited for, found by the garbage collector at any moment), not to the person running a search.
+        warnings.filterwarnings("ignore", category=ResourceWarning)
         warnings.showwarning = show
         yield
 

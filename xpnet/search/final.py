@@ -73,7 +73,8 @@ def run_final(best: Any, out: Path, device: str) -> dict[str, Any]:
                               "status": result.status, "epochs": trainer.epoch, "n_train": data.info["n_train"],
                               "train_acc": result.last.get("train_acc") if result.last else None,
                               "test_acc": None, "n_test": data.info["n_test"], "seconds": round(seconds, 3),
-                              "device": dev.name, "argv": argv_final, "command": command(argv_final)}
+                              "device": dev.name, "argv": [*argv_final, "--device", dev.name],
+                              "command": command([*argv_final, "--device", dev.name])}
     if result.status in ("completed", "early-stopped"):
         record["test_acc"] = trainer.evaluate(test_loader)
     write_json(out / "final.json", record)

@@ -73,6 +73,8 @@ def best_trial(trials: Sequence[Any]) -> Any | None:
 
 def best_record(best: Any, study_name: str, storage: str) -> dict[str, Any]:
     argv = list(best.user_attrs.get("argv", []))
+    if best.user_attrs.get("device"):  # the device the trial trained on: the command must not pick another
+        argv += ["--device", str(best.user_attrs["device"])]
     return {"study": study_name, "storage": storage, "trial": best.number, "val_acc": best.value,
             "best_epoch": best.user_attrs.get("best_epoch"), "epochs": best.user_attrs.get("epochs"),
             "params": dict(best.params), "seconds": best.user_attrs.get("seconds"),
@@ -133,7 +135,8 @@ def plot_history(path: Path, trials: Sequence[Any], title: str) -> None:
     if xs:
         ax.step(xs, ys, where="post", color="#009988", lw=1.5, label="best so far")
     ax.set(xlabel="trial", ylabel="best validation accuracy", title=title)
-    ax.legend(fontsize=8, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # a study with no finished trial yet (interrupted) has nothing to name
+        ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, path)

@@ -191,16 +191,21 @@ def _open_study(s: Search) -> Any:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the search says what happened, one line each
     space_sig = spacemod.signature(s.space)
     objective = json.dumps(objective_signature(s), sort_keys=True)
-    try:
+
+    def open_and_sign() -> Any:
         study = optuna.create_study(study_name=s.study_name, storage=s.storage, direction="maximize",
                                     load_if_exists=True)
+        attrs = study.user_attrs
+        if "xpnet_space" not in attrs:  # a new study: sign it (the space last: it says both are there)
+            study.set_user_attr("xpnet_objective", objective)
+            study.set_user_attr("xpnet_space", space_sig)
+            attrs = study.user_attrs  # another process may have signed it first: check what is stored
+        return study, attrs
+
+    try:  # processes started together on one database race to create the study and sign it
+        study, attrs = storagemod.retry_races(open_and_sign)
     except Exception as exc:  # a database that refuses the connection after all, a study of another direction
         raise SearchError(f"--storage {storagemod.describe(s.storage_url, s.out)}: {_one_line(exc)}") from None
-    attrs = study.user_attrs
-    if "xpnet_space" not in attrs:
-        study.set_user_attr("xpnet_space", space_sig)
-        study.set_user_attr("xpnet_objective", objective)
-        return study
     where = f"study {s.study_name!r} in {storagemod.describe(s.storage_url, s.out)}"
     if attrs["xpnet_space"] != space_sig:
         raise SearchError(f"{where} was created with a different search space "
@@ -251,8 +256,8 @@ def worker_study(s: Search, worker: int) -> Any:
     """The study as one worker sees it (its own sampler and the pruner)."""
     import optuna
 
-    return optuna.load_study(study_name=s.study_name, storage=s.storage, sampler=sampler(s),
-                             pruner=pruner(s))
+    return storagemod.retry_races(lambda: optuna.load_study(study_name=s.study_name, storage=s.storage,
+                                                            sampler=sampler(s), pruner=pruner(s)))
 
 
 def run_in_process(s: Search, worker: int, dataset: Any = None, reap_local: bool = True) -> int:

@@ -6,7 +6,7 @@ worth of behaviour: every epoch's validation accuracy goes to Optuna (the pruner
 may stop the trial), the curve is stored with the trial (so results can be
 drawn from the study alone, on any machine), and a checkpoint is written every
 epoch into the trial's folder so a retried trial continues where it stopped.
-The test set is never loaded: the loaders are built without it.
+The test set is never used: its images are dropped before the first trial, no test loader is built.
 """
 
 from __future__ import annotations
