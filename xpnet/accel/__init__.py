@@ -129,13 +129,15 @@ def formula(opt: Any) -> str | None:
 
 def step(opt: Any, p: Array, g: Array, state: list[Array], hyper: dict[str, float]) -> None:
     """One update of ``p`` and its optimizer state, in place: the fused version of ``opt``'s formula where
-    there is one (a CuPy kernel; NumPy scratch arrays), else the optimizer's own formula ``opt.step``."""
+    there is one (a CuPy kernel; on the host a numba kernel once compiled, else NumPy scratch arrays), else the
+    optimizer's own formula ``opt.step``."""
     lib = native(p)
     fast = None
     if lib is np:
-        from xpnet.accel import host
+        from xpnet.accel import host, jit
 
-        fast = host.UPDATES.get(formula(opt))  # type: ignore[arg-type]
+        name = formula(opt)
+        fast = jit.update(name, p, g, state) or host.UPDATES.get(name)  # type: ignore[arg-type]
     elif lib is not None:
         from xpnet.accel import kernels
 

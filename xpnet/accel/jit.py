@@ -1,0 +1,221 @@
+"""numba's fused CPU updates: each optimizer's formula in ONE pass over the flat buffers, split across cores.
+
+NumPy runs an update as one pass per operator (Adam: 12 over the parameters, its state and scratch), each a
+trip through memory; here every element is read once and written once, and ``prange`` splits the buffer
+between the cores. Each body does its class's ``step`` formula (:mod:`xpnet.optim`) element by element with
+the same operations in the same order and in the array's dtype (the scalars rounded to it first, as NumPy
+does with a Python float), and without fast-math (no reassociation, no fused multiply-adds), so the result is
+bitwise the portable formula's (tests/test_accel_jit.py).
+
+Optional and off the critical path: numba is the ``cpu`` extra; without it, with ``XPNET_NUMBA=0``, or where
+compiling fails, :mod:`.host`'s NumPy updates run. Importing numba (~0.5 s) and compiling a kernel (seconds on
+a cold cache) happen in a background thread the first time an update asks; until the kernel is ready the NumPy
+update runs, which gives the same bits, so when the switch happens changes no result. Compiled kernels are
+cached (``cache=True``: ``__pycache__`` beside this file, else numba's user cache or ``NUMBA_CACHE_DIR``);
+where no cache location is writable (a read-only install, no home) they are compiled uncached.
+
+Keyed by the ``formula`` name an optimizer class declares (:func:`xpnet.accel.formula`), like :mod:`.kernels`
+and :mod:`.host`: on accel's lower floor, this module imports no xpnet module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+prange = range  # numba.prange once numba is imported (_compile): plain Python loops until then
+
+
+# The kernels: (p, g, *state, *scalars), every array 1-D, contiguous and of one dtype, every scalar rounded to
+# it. Each line is the formula's line in xpnet.optim, one element at a time.
+
+def sgd_kernel(p: np.ndarray, g: np.ndarray, lr: float) -> None:
+    for i in prange(p.shape[0]):
+        p[i] -= lr * g[i]
+
+
+def momentum_kernel(p: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, momentum: float) -> None:
+    for i in prange(p.shape[0]):
+        vi = v[i] * momentum
+        vi -= lr * g[i]
+        v[i] = vi
+        p[i] += vi
+
+
+def nesterov_kernel(p: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, momentum: float, mm: float,
+                    ml: float) -> None:
+    for i in prange(p.shape[0]):
+        vi = v[i] * momentum
+        vi -= lr * g[i]
+        v[i] = vi
+        pi = p[i] + mm * vi
+        p[i] = pi - ml * g[i]
+
+
+def adagrad_kernel(p: np.ndarray, g: np.ndarray, h: np.ndarray, lr: float, eps: float) -> None:
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        hi = h[i] + gi * gi
+        h[i] = hi
+        p[i] -= lr * gi / (np.sqrt(hi) + eps)
+
+
+def rmsprop_kernel(p: np.ndarray, g: np.ndarray, h: np.ndarray, lr: float, decay_rate: float, keep: float,
+                   eps: float) -> None:
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        hi = h[i] * decay_rate
+        hi += keep * gi * gi
+        h[i] = hi
+        p[i] -= lr * gi / (np.sqrt(hi) + eps)
+
+
+def adam_kernel(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t: float, c1: float, c2: float,
+                eps: float) -> None:
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        mi = m[i] + c1 * (gi - m[i])
+        vi = v[i] + c2 * (gi * gi - v[i])
+        m[i] = mi
+        v[i] = vi
+        p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
+
+
+# formula name -> (its kernel, the scalars it takes from the formula's ``hyper()``, computed in Python's double
+# as the portable formula computes them before NumPy rounds them to the arrays' dtype).
+KERNELS: dict[str, tuple[Callable[..., None], Callable[..., tuple[float, ...]]]] = {
+    "sgd": (sgd_kernel, lambda lr: (lr,)),
+    "momentum": (momentum_kernel, lambda lr, momentum: (lr, momentum)),
+    "nesterov": (nesterov_kernel, lambda lr, momentum: (lr, momentum, momentum * momentum, (1.0 + momentum) * lr)),
+    "adagrad": (adagrad_kernel, lambda lr: (lr, 1e-7)),
+    "rmsprop": (rmsprop_kernel, lambda lr, decay_rate: (lr, decay_rate, 1.0 - decay_rate, 1e-7)),
+    "adam": (adam_kernel, lambda lr_t, beta1, beta2: (lr_t, 1.0 - beta1, 1.0 - beta2, 1e-7)),
+}
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+_LOCK = threading.Lock()
+_BUILT: dict[str, Any] = {}  # formula -> numba dispatcher, compiled for every dtype in DTYPES
+_PENDING: dict[str, threading.Thread] = {}
+_FAILED: dict[str, str] = {}  # formula -> why it could not be compiled (the NumPy update runs instead)
+_INSTALLED: list[bool] = []
+_NUMBA: list[Any] = []  # the numba module once a compiling thread imported it
+
+
+def installed() -> bool:
+    """numba can be imported (looked up once; importing it is left to the compiling thread)."""
+    if not _INSTALLED:
+        _INSTALLED.append(importlib.util.find_spec("numba") is not None)
+    return _INSTALLED[0]
+
+
+def switched_off() -> bool:
+    """``XPNET_NUMBA=0``: the NumPy updates run even where numba is installed (read at every update, so a
+    test or a user can compare both paths in one process)."""
+    return os.environ.get("XPNET_NUMBA", "1") == "0"
+
+
+def threads() -> int:
+    """Threads a kernel runs on: ``XPNET_NUMBA_THREADS``, default 1 (see docs/performance.md: on a busy
+    two-core VM two OpenMP threads made Adam's update 5-10x slower; one thread already beats NumPy's passes)."""
+    try:
+        n = int(os.environ.get("XPNET_NUMBA_THREADS", "1"))
+    except ValueError:
+        n = 1
+    return max(1, min(n, _NUMBA[0].config.NUMBA_NUM_THREADS)) if _NUMBA else max(1, n)
+
+
+def wanted() -> bool:
+    """numba is installed and not switched off: the fused updates will be used once compiled."""
+    return installed() and not switched_off()
+
+
+def _compile(formula: str) -> Any:
+    """The parallel numba kernel of ``formula``, compiled for float32 and float64 (from the cache if there)."""
+    import numba
+
+    _NUMBA[:] = [numba]
+    global prange
+    prange = numba.prange
+    fn, scalars = KERNELS[formula]
+    try:
+        kernel = numba.njit(parallel=True, cache=True, fastmath=False)(fn)
+    except RuntimeError:  # no writable cache location (a read-only install and no home): compile uncached
+        kernel = numba.njit(parallel=True, cache=False, fastmath=False)(fn)
+    n_scalars = len(scalars(*[0.5] * scalars.__code__.co_argcount))
+    n_arrays = fn.__code__.co_argcount - n_scalars
+    for dtype in DTYPES:  # compile (or load) both signatures now, in this thread, not in the first step
+        kernel(*[np.zeros(4, dtype) for _ in range(n_arrays)], *[dtype.type(0.5)] * n_scalars)
+    return kernel
+
+
+def _build(formula: str) -> None:
+    try:
+        kernel = _compile(formula)
+    except Exception as exc:  # noqa: BLE001 - any failure to compile leaves the NumPy update in place
+        _FAILED[formula] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    else:
+        _BUILT[formula] = kernel
+
+
+def start(formula: str) -> None:
+    """Compile ``formula``'s kernel in a background thread, once (nothing when numba is not wanted)."""
+    if formula not in KERNELS or not wanted():
+        return
+    with _LOCK:
+        if formula in _BUILT or formula in _PENDING or formula in _FAILED:
+            return
+        t = threading.Thread(target=_build, args=(formula,), name=f"xpnet-jit-{formula}", daemon=True)
+        _PENDING[formula] = t
+    t.start()
+
+
+def wait(formula: str) -> bool:
+    """Block until ``formula``'s kernel is compiled (starting it if needed); True if it is ready."""
+    start(formula)
+    t = _PENDING.get(formula)
+    if t is not None:
+        t.join()
+    return formula in _BUILT
+
+
+def status() -> str:
+    """'ready', 'compiling', 'failed: <why>', 'off' (XPNET_NUMBA=0) or 'not installed', over all formulas asked."""
+    if switched_off():
+        return "off"
+    if not installed():
+        return "not installed"
+    if _FAILED:
+        return "failed: " + next(iter(_FAILED.values()))
+    if any(f not in _BUILT for f in _PENDING):
+        return "compiling"
+    return "ready"
+
+
+def update(formula: str | None, p: np.ndarray, g: np.ndarray, state: list[np.ndarray]
+           ) -> Callable[..., None] | None:
+    """A callable ``(p, g, *state, **hyper)`` running ``formula``'s fused kernel on these arrays, or None (no
+    kernel for it, numba not wanted, the kernel still compiling, or arrays it does not take: other dtypes,
+    mixed dtypes or shapes, not contiguous)."""
+    if formula not in KERNELS or switched_off():
+        return None
+    arrays = (p, g, *state)
+    if p.dtype not in DTYPES or any(a.dtype != p.dtype or a.shape != p.shape or not a.flags.c_contiguous
+                                    for a in arrays):
+        return None
+    kernel = _BUILT.get(formula)
+    if kernel is None:
+        start(formula)
+        return None
+    scalars, dtype = KERNELS[formula][1], p.dtype.type
+    set_threads, n = _NUMBA[0].set_num_threads, threads()
+
+    def run(p: np.ndarray, g: np.ndarray, *state: np.ndarray, **hyper: float) -> None:
+        set_threads(n)  # per calling thread in numba; cheap
+        kernel(*[a.reshape(-1) for a in (p, g, *state)], *[dtype(s) for s in scalars(**hyper)])
+
+    return run
