@@ -148,6 +148,18 @@ def step(opt: Any, p: Array, g: Array, state: list[Array], hyper: dict[str, floa
         fast(p, g, *state, **hyper)
 
 
+def prepare(opt: Any, wait: bool = False) -> bool:
+    """Start compiling the host's fused update of ``opt``'s formula (numba, :mod:`.jit`) in the background,
+    so that it is ready by the first steps instead of being compiled in them; ``wait``: block until it is.
+    True when the fused update is ready (False: still compiling, no numba, switched off, or no formula)."""
+    from xpnet.accel import jit
+
+    name = formula(opt)
+    if name is None:
+        return False
+    return jit.wait(name) if wait else (jit.start(name) or jit.ready(name))
+
+
 def im2col_t(img: Array, filter_h: int, filter_w: int, stride: int, out_h: int, out_w: int) -> Array | None:
     """:func:`xpnet.conv.im2col_t` of a padded image as one strided copy where that pays (a GPU), else None."""
     if not on_gpu(img):

@@ -174,13 +174,18 @@ def start(formula: str) -> None:
     t.start()
 
 
+def ready(formula: str) -> bool:
+    """``formula``'s kernel is compiled (and numba not switched off)."""
+    return formula in _BUILT and not switched_off()
+
+
 def wait(formula: str) -> bool:
     """Block until ``formula``'s kernel is compiled (starting it if needed); True if it is ready."""
     start(formula)
     t = _PENDING.get(formula)
     if t is not None:
         t.join()
-    return formula in _BUILT
+    return ready(formula)
 
 
 def status() -> str:
