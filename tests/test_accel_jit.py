@@ -72,8 +72,12 @@ def _run(name: str, dtype: str, flat_buffers: bool, numba_from: int, monkeypatch
 def test_numba_updates_are_bitwise_the_formula(name: str, dtype: str, flat_buffers: bool,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     formula = optim.OPTIMIZERS[name].formula
-    assert jit.wait(formula), jit.status()
+    assert jit.wait(formula, dtype), jit.status()
+    calls = []
+    kernel = jit._BUILT[(formula, dtype)]
+    monkeypatch.setitem(jit._BUILT, (formula, dtype), lambda *a: calls.append(1) or kernel(*a))
     params, twin = _run(name, dtype, flat_buffers, numba_from=0, monkeypatch=monkeypatch)
+    assert len(calls) == (6 if flat_buffers else 12)  # the kernel ran every update (per key: two arrays)
     for k in params:  # the same operations in the same order, no fused multiply-adds: bitwise the same
         assert params[k].dtype == twin[k].dtype == np.dtype(dtype)
         np.testing.assert_array_equal(params[k], twin[k], err_msg=k)

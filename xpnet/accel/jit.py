@@ -98,10 +98,12 @@ KERNELS: dict[str, tuple[Callable[..., None], Callable[..., tuple[float, ...]]]]
 }
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-_LOCK = threading.Lock()
-_BUILT: dict[str, Any] = {}  # formula -> numba dispatcher, compiled for every dtype in DTYPES
-_PENDING: dict[str, threading.Thread] = {}
-_FAILED: dict[str, str] = {}  # formula -> why it could not be compiled (the NumPy update runs instead)
+Key = tuple[str, str]  # (formula, dtype name)
+_LOCK = threading.RLock()
+_DISPATCH: dict[str, Any] = {}  # formula -> numba dispatcher
+_BUILT: dict[Key, Any] = {}  # (formula, dtype) -> the dispatcher, once compiled for that dtype
+_PENDING: dict[Key, threading.Thread] = {}
+_FAILED: dict[Key, str] = {}  # why a kernel could not be compiled (the NumPy update runs instead)
 _INSTALLED: list[bool] = []
 _NUMBA: list[Any] = []  # the numba module once a compiling thread imported it
 
@@ -134,69 +136,75 @@ def wanted() -> bool:
     return installed() and not switched_off()
 
 
-def _compile(formula: str) -> Any:
-    """The parallel numba kernel of ``formula``, compiled for float32 and float64 (from the cache if there)."""
+def _dispatcher(formula: str) -> Any:
+    """``formula``'s numba dispatcher (one per formula; each dtype is compiled into it on first call)."""
     import numba
 
-    _NUMBA[:] = [numba]
-    global prange
-    prange = numba.prange
-    fn, scalars = KERNELS[formula]
-    try:
-        kernel = numba.njit(parallel=True, cache=True, fastmath=False)(fn)
-    except RuntimeError:  # no writable cache location (a read-only install and no home): compile uncached
-        kernel = numba.njit(parallel=True, cache=False, fastmath=False)(fn)
-    n_scalars = len(scalars(*[0.5] * scalars.__code__.co_argcount))
-    n_arrays = fn.__code__.co_argcount - n_scalars
-    for dtype in DTYPES:  # compile (or load) both signatures now, in this thread, not in the first step
-        kernel(*[np.zeros(4, dtype) for _ in range(n_arrays)], *[dtype.type(0.5)] * n_scalars)
-    return kernel
+    with _LOCK:
+        if formula not in _DISPATCH:
+            _NUMBA[:] = [numba]
+            global prange
+            prange = numba.prange  # before the first compile: numba reads the kernels' globals then
+            fn = KERNELS[formula][0]
+            try:
+                _DISPATCH[formula] = numba.njit(parallel=True, cache=True, fastmath=False)(fn)
+            except RuntimeError:  # no writable cache location (a read-only install and no home): uncached
+                _DISPATCH[formula] = numba.njit(parallel=True, cache=False, fastmath=False)(fn)
+        return _DISPATCH[formula]
 
 
-def _build(formula: str) -> None:
+def _build(key: Key) -> None:
+    """Compile (or load from the cache) ``formula``'s kernel for ``dtype`` by calling it on tiny arrays."""
+    formula, dtype = key
     try:
-        kernel = _compile(formula)
+        kernel = _dispatcher(formula)
+        fn, scalars = KERNELS[formula]
+        n_scalars = len(scalars(*[0.5] * scalars.__code__.co_argcount))
+        arrays = [np.zeros(4, dtype) for _ in range(fn.__code__.co_argcount - n_scalars)]
+        kernel(*arrays, *[np.dtype(dtype).type(0.5)] * n_scalars)
     except Exception as exc:  # noqa: BLE001 - any failure to compile leaves the NumPy update in place
-        _FAILED[formula] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        _FAILED[key] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     else:
-        _BUILT[formula] = kernel
+        _BUILT[key] = kernel
 
 
-def start(formula: str) -> None:
-    """Compile ``formula``'s kernel in a background thread, once (nothing when numba is not wanted)."""
-    if formula not in KERNELS or not wanted():
+def start(formula: str | None, dtype: Any = np.float32) -> None:
+    """Compile ``formula``'s kernel for ``dtype`` in a background thread, once (nothing when numba is not
+    wanted, or for a formula or dtype without a kernel)."""
+    key = (formula, np.dtype(dtype).name)
+    if formula not in KERNELS or np.dtype(dtype) not in DTYPES or not wanted():
         return
     with _LOCK:
-        if formula in _BUILT or formula in _PENDING or formula in _FAILED:
+        if key in _BUILT or key in _PENDING or key in _FAILED:
             return
-        t = threading.Thread(target=_build, args=(formula,), name=f"xpnet-jit-{formula}", daemon=True)
-        _PENDING[formula] = t
+        t = threading.Thread(target=_build, args=(key,), name=f"xpnet-jit-{formula}", daemon=True)
+        _PENDING[key] = t  # type: ignore[index]
     t.start()
 
 
-def ready(formula: str) -> bool:
-    """``formula``'s kernel is compiled (and numba not switched off)."""
-    return formula in _BUILT and not switched_off()
+def ready(formula: str | None, dtype: Any = np.float32) -> bool:
+    """``formula``'s kernel for ``dtype`` is compiled (and numba not switched off)."""
+    return (formula, np.dtype(dtype).name) in _BUILT and not switched_off()
 
 
-def wait(formula: str) -> bool:
-    """Block until ``formula``'s kernel is compiled (starting it if needed); True if it is ready."""
-    start(formula)
-    t = _PENDING.get(formula)
+def wait(formula: str | None, dtype: Any = np.float32) -> bool:
+    """Block until ``formula``'s kernel for ``dtype`` is compiled (starting it if needed); True if ready."""
+    start(formula, dtype)
+    t = _PENDING.get((formula, np.dtype(dtype).name))  # type: ignore[arg-type]
     if t is not None:
         t.join()
-    return ready(formula)
+    return ready(formula, dtype)
 
 
 def status() -> str:
-    """'ready', 'compiling', 'failed: <why>', 'off' (XPNET_NUMBA=0) or 'not installed', over all formulas asked."""
+    """'ready', 'compiling', 'failed: <why>', 'off' (XPNET_NUMBA=0) or 'not installed', over all kernels asked."""
     if switched_off():
         return "off"
     if not installed():
         return "not installed"
     if _FAILED:
         return "failed: " + next(iter(_FAILED.values()))
-    if any(f not in _BUILT for f in _PENDING):
+    if any(k not in _BUILT for k in _PENDING):
         return "compiling"
     return "ready"
 
@@ -212,9 +220,9 @@ def update(formula: str | None, p: np.ndarray, g: np.ndarray, state: list[np.nda
     if p.dtype not in DTYPES or any(a.dtype != p.dtype or a.shape != p.shape or not a.flags.c_contiguous
                                     for a in arrays):
         return None
-    kernel = _BUILT.get(formula)
+    kernel = _BUILT.get((formula, p.dtype.name))
     if kernel is None:
-        start(formula)
+        start(formula, p.dtype)
         return None
     scalars, dtype = KERNELS[formula][1], p.dtype.type
     set_threads, n = _NUMBA[0].set_num_threads, threads()
