@@ -50,7 +50,7 @@ def test_strict_backend_takes_the_portable_path(strict_dev: Device) -> None:
 def test_only_accel_and_backend_import_array_libraries() -> None:
     """Library-specific code lives in xpnet/accel/ (and devices in backend.py), nowhere else in the core."""
     for path in PKG.glob("*.py"):
-        if path.stem in ("backend", "doctor", "cli"):  # devices; the doctor and the CLI report on the host
+        if path.stem in ("backend", "diagnosis", "cuda_source"):  # devices; the doctor reports on the host; NVRTC
             continue
         bad = imported_roots(path) & {"cupy", "torch", "jax"}
         assert not bad, f"xpnet/{path.name} imports {sorted(bad)}: put library-specific code in xpnet/accel/"

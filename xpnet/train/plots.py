@@ -1,12 +1,15 @@
 """curves.png: the book's two pictures of a run, loss per step and accuracy per epoch.
 
 Drawn with matplotlib's object API on an Agg canvas, so it never needs a display
-and never changes the global pyplot backend of a program that imports xpnet.
+and never changes the global pyplot backend of a program that imports xpnet. In a
+notebook, :class:`LivePlot` (or ``Plot(live=True)``) shows the same picture under the
+cell and redraws it in place after every epoch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 import time
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from xpnet.train import jupyter
 from xpnet.train.files import atomic_write
 from xpnet.train.trainer import Callback, FitResult, Record, Trainer
 
@@ -45,9 +49,9 @@ def _import_early() -> None:
         _import_matplotlib()
 
 
-def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses: list[float] | np.ndarray,
-                title: str = "", final_test: tuple[int, float] | None = None) -> Path:
-    """Write the loss and accuracy curves of a run as a PNG (atomically).
+def curves_figure(history: list[Record], step_losses: list[float] | np.ndarray, title: str = "",
+                  final_test: tuple[int, float] | None = None) -> Any:
+    """The loss and accuracy curves of a run as a matplotlib Figure on an Agg canvas (no pyplot).
 
     ``final_test`` (epoch, accuracy) marks the one test evaluation of a run chosen on validation.
     """
@@ -99,11 +103,55 @@ def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses
         fig.suptitle(title, fontsize=10)
     # Fixed margins: tight_layout measured every label for a quarter of a second per picture.
     fig.subplots_adjust(left=0.065, right=0.985, bottom=0.12, top=0.84 if title else 0.9, wspace=0.2)
+    return fig
+
+
+def plot_curves(path: str | os.PathLike[str], history: list[Record], step_losses: list[float] | np.ndarray,
+                title: str = "", final_test: tuple[int, float] | None = None) -> Path:
+    """Write :func:`curves_figure` as a PNG (atomically)."""
+    fig = curves_figure(history, step_losses, title, final_test)
 
     def write(f: Any) -> None:
         fig.savefig(f, format="png")
 
     return atomic_write(path, write)
+
+
+def curves_png(history: list[Record], step_losses: list[float] | np.ndarray, title: str = "") -> bytes:
+    """:func:`curves_figure` as PNG bytes, for a notebook to show."""
+    buf = io.BytesIO()
+    curves_figure(history, step_losses, title).savefig(buf, format="png")
+    return buf.getvalue()
+
+
+class LivePlot(Callback):
+    """Callback: in a notebook, the run's loss and accuracy figure under the cell, redrawn in place.
+
+    It is drawn after every epoch (about 0.1 s of matplotlib each) and once more at the end, so
+    the last picture shows the whole run. Outside Jupyter it does nothing: a script writes
+    curves.png with :class:`Plot` instead.
+    """
+
+    def __init__(self, title: str = "") -> None:
+        self.title = title
+        self.drawn = 0  # pictures shown so far
+        self._image: jupyter.LiveImage | None = None
+
+    def draw(self, trainer: Trainer) -> None:
+        if self._image is None:
+            return
+        self._image.show(curves_png(trainer.history, trainer.step_losses, self.title))
+        self.drawn += 1
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        # Decided per run: the same callback object then behaves alike in a kernel and in a script.
+        self._image = jupyter.LiveImage() if jupyter.in_jupyter() else None
+
+    def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+        self.draw(trainer)
+
+    def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
+        self.draw(trainer)
 
 
 class Plot(Callback):
@@ -112,13 +160,15 @@ class Plot(Callback):
     A drawing costs about 0.1 s of matplotlib on the CI machine, and the training loop waits for it;
     so a run sees a fresh picture only every ``every`` seconds (``0``: after every epoch, ``None``: only
     at the end). The picture is the same either way: the last one always shows the whole run.
+    ``live=True`` also shows it in a notebook, redrawn after every epoch (a :class:`LivePlot`).
     ``clock`` is for tests.
     """
 
     def __init__(self, path: str | os.PathLike[str], title: str = "", every: float | None = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, live: bool = False) -> None:
         self.path, self.title, self.every, self.clock = Path(path), title, every, clock
         self.drawn = 0  # pictures drawn so far
+        self.live = LivePlot(title) if live else None
         self._last = clock()
 
     def draw(self, trainer: Trainer) -> None:
@@ -128,6 +178,8 @@ class Plot(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self._last = self.clock()
+        if self.live is not None:
+            self.live.on_fit_start(trainer)
         # Importing matplotlib takes a third of a second; done now, in a thread, it overlaps the training
         # (whose NumPy calls release the GIL) instead of delaying the end of the run.
         threading.Thread(target=_import_early, name="xpnet-import-matplotlib", daemon=True).start()
@@ -135,6 +187,10 @@ class Plot(Callback):
     def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
         if self.every is not None and self.clock() - self._last >= self.every:
             self.draw(trainer)
+        if self.live is not None:
+            self.live.on_epoch_end(trainer, record)
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
         self.draw(trainer)
+        if self.live is not None:
+            self.live.on_fit_end(trainer, result)
