@@ -59,6 +59,7 @@ lock: $(LOCK_VENV)/bin/pip-compile
 	$(LOCK_CMD) -o backends/cpu.txt pyproject.toml
 	$(LOCK_CMD) --extra cuda12 --constraint backends/cpu.txt -o backends/cuda12.txt pyproject.toml
 	$(LOCK_CMD) --extra cuda13 --constraint backends/cpu.txt -o backends/cuda13.txt pyproject.toml
+	$(LOCK_CMD) --extra mpi --constraint backends/cpu.txt -o backends/mpi.txt pyproject.toml
 	$(LOCK_CMD) --extra test --constraint backends/cpu.txt --constraint backends/cuda12.txt \
 		-o backends/test.txt pyproject.toml
 	$(LOCK_CMD) --allow-unsafe -o backends/build.txt backends/build.in
@@ -67,10 +68,19 @@ lock: $(LOCK_VENV)/bin/pip-compile
 image-check:
 	scripts/check_image.sh $(IMAGE_ARGS)
 
-## On a host with an NVIDIA GPU: doctor, the whole suite with CuPy required, bench, the main job on CUDA and a
-## no-sync run; writes gpu-report/report.{json,md}. Uses $(GPU_PYTHON) as it is (GPU hosts are often offline:
-## nothing is installed); without CUDA it stops at once with exit 2 and one line saying what is missing.
+## On a host with an NVIDIA GPU: the staged proof (doctor, the CUDA tests with CuPy required, the main job on
+## CUDA, a Trainer no-sync run, a bench against PyTorch), each stage killed at its time budget (480 s in all);
+## rewrites gpu-report/report.{json,md} after every stage. Uses $(GPU_PYTHON) as it is (GPU hosts are often
+## offline: nothing is installed); without CUDA it stops at once with exit 2 and one line saying what is missing.
+## `GPU_CHECK_ARGS=--plan` lists the stages; `GPU_CHECK_ARGS='--stage train'` runs one. See docs/gpu.md.
 GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 .PHONY: gpu-check
 gpu-check:
 	$(GPU_PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
+
+## For an offline GPU host: gpu-bundle/ (git-ignored, <= 48 MiB) with the wheels it lacks, MNIST (from
+## XPNET_DATA_DIR) and run.sh; there, `bash gpu-bundle/run.sh REPORT_DIR`. Needs PyPI here.
+GPU_BUNDLE ?= gpu-bundle
+.PHONY: gpu-bundle
+gpu-bundle: venv
+	$(PY) scripts/gpu_bundle.py --out $(GPU_BUNDLE)

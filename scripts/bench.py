@@ -14,6 +14,7 @@ measured float32 GEMM rate, and how close each run gets to it.
     python scripts/bench.py --tiny --no-torch --out /tmp/b.json   # a few steps: a smoke test
     python scripts/bench.py --e2e --threads 2               # the bare main job end to end vs scripts/torch_twin.py
     python scripts/bench.py --breakdown --configs mlp       # where xpnet's step goes, layer by layer
+    python scripts/bench.py --ranks 2 --threads 2           # data-parallel: 1 rank x 2 threads vs 2 x 1
 
 ``--e2e`` times whole processes instead: the bare ``python scripts/train.py`` (load, train, per-epoch
 evaluation, files) against ``scripts/torch_twin.py``, the same job written as a PyTorch user would (with
@@ -22,6 +23,10 @@ untimed run of each (which fills the data caches both keep).
 
 ``--breakdown`` splits xpnet's step instead (:mod:`xpnet.breakdown`): each layer's forward and backward, the
 loss and the update, in microseconds per step and as a share of it.
+
+``--ranks N`` times data-parallel training steps instead (:mod:`benchkit.ranks`, docs/distributed.md): each
+config as 1 rank with ``--threads`` T BLAS threads, then as N ranks under ``mpiexec`` with T/N threads each,
+with the allreduce's share of a step and one allreduce of the gradient buffer timed alone.
 
 On machines that pin OPENBLAS_CORETYPE for old OpenBLAS builds, prefix the command with
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` to measure NumPy's native kernel (the machine line says
@@ -46,7 +51,7 @@ for _path in (HERE.parent, HERE):  # xpnet itself, and benchkit/ beside this fil
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from benchkit import BenchError, e2e, machine, parts, runners, steps, workers  # noqa: E402
+from benchkit import BenchError, e2e, machine, parts, ranks, runners, steps, workers  # noqa: E402
 
 from xpnet import backend  # noqa: E402
 from xpnet.accel import tuning  # noqa: E402
@@ -91,12 +96,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--breakdown", action="store_true",
                    help="split xpnet's step into each layer's forward and backward, the loss and the update "
                         "(no PyTorch run)")
+    p.add_argument("--ranks", type=int, default=None, metavar="N",
+                   help="time data-parallel steps: 1 rank x --threads T against N ranks x T/N threads (needs "
+                        "xpnet[mpi]; no PyTorch run)")
     p.add_argument("--one-process", action="store_true",
                    help="time every repeat in this process (quicker) instead of each in a fresh one")
     p.add_argument("--_memory-worker", dest="memory_worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_time-worker", dest="time_worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--_ranks-worker", dest="ranks_worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.memory_worker is not None or args.time_worker is not None:
+    if args.memory_worker is not None or args.time_worker is not None or args.ranks_worker is not None:
         return args
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in names if c not in CONFIGS]
@@ -115,6 +124,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.threads = cores if args.threads is None else args.threads
     if args.threads < 1:
         raise BenchError(f"--threads must be >= 1, got {args.threads}")
+    if args.ranks is not None:
+        if args.e2e or args.breakdown:
+            raise BenchError("--ranks times data-parallel steps; drop --e2e and --breakdown")
+        if not 2 <= args.ranks <= args.threads:
+            raise BenchError(f"--ranks {args.ranks}: needs 2 <= N <= --threads ({args.threads}), so that the "
+                             "N ranks split the one rank's threads")
     return args
 
 
@@ -146,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_worker is not None:
         workers.time_worker(json.loads(args.time_worker))
         return 0
+    if args.ranks_worker is not None:
+        ranks.ranks_worker(json.loads(args.ranks_worker))
+        return 0
     dev = resolve_device(args.device)
     use_torch = not args.no_torch and not args.breakdown and torch_available()
     if not args.no_torch and not args.breakdown and not use_torch:
@@ -170,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         result["e2e"] = e2e.run_e2e(args, use_torch)
         steps.print_table(result)
         e2e.print_e2e(result)
+    elif args.ranks is not None:
+        if dev.backend != "numpy":
+            raise BenchError("--ranks times ranks on the CPU here; drop --device")
+        steps_n = 5 if args.tiny else 200
+        result["ranks"] = [ranks.compare(name, args.ranks, args.threads, steps_n, args.data)
+                           for name in args.config_names]
+        print(machine.machine_line(result))
+        ranks.print_ranks(result["ranks"])
     elif args.breakdown:
         result["breakdown"] = [parts.breakdown_config(name, args, dev) for name in args.config_names]
         print(machine.machine_line(result))

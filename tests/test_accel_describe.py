@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import no_cuda
 from xpnet import backend, fast_paths, nets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +32,13 @@ def test_describe_says_what_runs_on_each_backend(strict_dev: backend.Device) -> 
     assert fast_paths.describe_line(strict_dev).startswith("fast paths: flat buffers on, CuPy kernels off")
 
 
-def _train(tmp_path: Path, mnist_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _train(tmp_path: Path, mnist_path: Path, *extra: str, device: str = "cpu") -> subprocess.CompletedProcess[str]:
+    """A short convnet run on ``device`` (named, never "auto": on a GPU host auto would be the GPU)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XPNET_OFFLINE": "1"}
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--data-dir", str(mnist_path),
-                           "--model", "convnet", "--limit-train", "200", "--epochs", "1", "--out",
-                           str(tmp_path / "run"), *extra], capture_output=True, text=True, env=env, timeout=300)
+                           "--model", "convnet", "--limit-train", "200", "--epochs", "1", "--device", device,
+                           "--out", str(tmp_path / "run"), *extra], capture_output=True, text=True, env=env,
+                          timeout=300)
 
 
 def test_the_trainer_says_which_fast_paths_are_on(tmp_path: Path, mnist_path: Path) -> None:
@@ -45,6 +48,18 @@ def test_the_trainer_says_which_fast_paths_are_on(tmp_path: Path, mnist_path: Pa
     assert "flat buffers on" in line and "fused conv block on" in line and "CuPy kernels off" in line
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["fast_paths"]["fused conv block"] is True
+
+
+def test_the_trainer_says_cupy_kernels_are_on_on_a_cuda_device(tmp_path: Path, mnist_path: Path) -> None:
+    ok, reason, _ = backend.cuda_status()
+    if not ok:
+        no_cuda(f"cupy backend skipped: {reason}")
+    p = _train(tmp_path, mnist_path, device="cuda")
+    assert p.returncode == 0, p.stderr
+    [line] = [ln for ln in p.stderr.splitlines() if "fast paths:" in ln]
+    assert "CuPy kernels on" in line and "NumPy out= updates off" in line
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["fast_paths"]["CuPy kernels"] is True
 
 
 def test_quiet_leaves_the_fast_path_line_out(tmp_path: Path, mnist_path: Path) -> None:

@@ -101,12 +101,14 @@ def test_same_seed_same_images_other_seed_or_epoch_other_images() -> None:
     assert not np.array_equal(batches(c)[0], batches(d)[0])
 
 
-def test_same_images_on_every_device(strict_dev: backend.Device) -> None:
+def test_same_images_on_every_device(dev: backend.Device) -> None:
+    """Each backend of the matrix (the simulated device, and CuPy on a GPU host) moves the same pixels."""
     x, t = images()
     aug = Augment(3, True)
     on_cpu = batches(DataLoader(x, t, 16, seed=4, augment=aug, flatten=False))
-    on_strict = batches(DataLoader(x, t, 16, seed=4, augment=aug, flatten=False, device=strict_dev))
-    for u, v in zip(on_cpu, on_strict, strict=True):
+    on_dev = batches(DataLoader(x, t, 16, seed=4, augment=aug, flatten=False, device=dev))
+    assert len(on_cpu) == 3
+    for u, v in zip(on_cpu, on_dev, strict=True):
         np.testing.assert_array_equal(u, v)
 
 
@@ -161,3 +163,42 @@ def test_a_loader_state_from_another_augmentation_is_refused() -> None:
     DataLoader(x, t, 8, seed=9, augment=Augment(2, True)).load_state_dict(state)
     with pytest.raises(ValueError, match="augment is '' in the state but 'shift:2' here"):
         DataLoader(x, t, 8, seed=9, augment=Augment(2)).load_state_dict(DataLoader(x, t, 8).state_dict())
+
+
+# --- crop:P and colour images -----------------------------------------------------------------------
+
+def test_crop_parses_and_prints_as_given() -> None:
+    assert Augment.parse("crop:4,flip") == Augment(0, True, 4)
+    assert str(Augment.parse("flip,crop:4")) == "crop:4,flip"
+    for bad in ("crop", "crop:0", "crop:2,shift:2"):
+        with pytest.raises(ValueError, match="crop|shift"):
+            Augment.parse(bad)
+
+
+def test_crop_is_a_window_of_the_padded_image_on_every_channel(dev: backend.Device) -> None:
+    x = np.arange(1 * 3 * 6 * 5, dtype=np.float32).reshape(1, 3, 6, 5) + 1
+    p, (i, j) = 2, (0, 3)  # the window's top-left corner in the padded image
+    padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    want = padded[:, :, i:i + 6, j:j + 5]
+    choices = np.array([[p - i, p - j, 0]])  # as (dy, dx, flip): the image moves by (P - i, P - j)
+    out = host(Augment(crop=p).apply(dev.asarray(x), dev.asarray(choices), dev))
+    np.testing.assert_array_equal(out, want)
+
+
+def test_crop_moves_stay_within_the_padding() -> None:
+    plan = Augment(crop=4, flip=True).plan(seed=3, epoch=0, n=2000)
+    assert plan[:, :2].min() == -4 and plan[:, :2].max() == 4 and set(plan[:, 2]) == {0, 1}
+
+
+def test_colour_batches_are_augmented_alike_in_every_channel() -> None:
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (16, 1, 8, 8)).astype(np.uint8)
+    x = np.repeat(grey, 3, axis=1)  # a colour image whose three planes are equal
+    t = np.arange(16) % 10
+    loader = DataLoader(x, t, 16, flatten=False, augment=Augment.parse("crop:2,flip"), seed=1)
+    xb, _ = next(iter(loader))
+    xb = host(xb)
+    assert xb.shape == (16, 3, 8, 8)
+    np.testing.assert_array_equal(xb[:, 0], xb[:, 1])
+    np.testing.assert_array_equal(xb[:, 0], xb[:, 2])
+    assert not np.array_equal(xb[:, 0], host(next(iter(DataLoader(x, t, 16, flatten=False, seed=1)))[0])[:, 0])

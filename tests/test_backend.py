@@ -41,7 +41,8 @@ def test_missing_cupy_is_named_with_install_advice(monkeypatch: pytest.MonkeyPat
 
 
 def test_cuda_index_past_visible_devices_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backend, "cuda_status", lambda: (True, "", 1))
+    monkeypatch.setattr(backend, "cuda_count", lambda: (1, ""))  # counting: the check resolving touches no GPU
+    monkeypatch.setattr(backend, "cuda_status", lambda index=0: (True, "", 1))
     with pytest.raises(backend.DeviceError, match=r"'cuda:7' does not exist: 1 CUDA device\(s\) visible"):
         backend.device("cuda:7")
 

@@ -15,6 +15,7 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 from tests.helpers import load_script
+from xpnet import backend
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"
@@ -226,9 +227,66 @@ def test_repeats_alternate_between_fresh_processes(bench: ModuleType, monkeypatc
 
 
 def test_a_full_run_times_in_fresh_processes(tmp_path: Path) -> None:
+    """Every repeat is timed in a new child of the bench process: each Python process started logs itself
+    (a sitecustomize on PYTHONPATH), and the log must show one distinct worker per repeat."""
+    log, hook = tmp_path / "processes.jsonl", tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import json, os, sys\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        "    f.write(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'argv': sys.argv}) + '\\n')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
     out = tmp_path / "b.json"
-    proc = run("--repeats", "1", "--no-torch", "--no-memory", "--configs", "conv", "--threads", "1", "--out", str(out))
+    proc = subprocess.run([sys.executable, str(BENCH), "--repeats", "2", "--no-torch", "--no-memory", "--configs",
+                           "conv", "--threads", "1", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr
     row = json.loads(out.read_text())["results"][0]
-    assert row["flops_per_sample"] > 0 and len(row["xpnet"]["repeats_step_ms"]) == 1
+    assert row["flops_per_sample"] > 0 and len(row["xpnet"]["repeats_step_ms"]) == 2
     assert 0 < row["xpnet"]["first_loss"] < 10
+    started = [json.loads(line) for line in log.read_text().splitlines()]
+    [parent] = [p for p in started if "--out" in p["argv"]]
+    workers = [p for p in started if "--_time-worker" in p["argv"]]
+    assert len(workers) == 2 and len({p["pid"] for p in workers}) == 2  # one process per repeat
+    assert all(p["ppid"] == parent["pid"] != p["pid"] for p in workers)  # each a child of the bench run
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_timed_steps_do_not_read_the_device_back(bench: ModuleType, name: str) -> None:
+    """The timed xpnet steps never sync (issue 23, item 2): on a device whose arrays raise when read back,
+    the labels are checked once when the runner is made, then every step runs without a read-back."""
+    from tests import sync_double
+
+    dev = sync_double.sync_detector_device()
+    cfg = bench.runners.CONFIGS[name]
+    with sync_double.allow():  # making the runner may read back: the one label check per pooled batch
+        runner = bench.runners.XpnetRunner(cfg, dev, bench.runners.host_batches(cfg, "random", 2))
+    assert runner.net.last_layer.check_labels is False
+    with sync_double.forbid():
+        runner.run(3)
+    bad = bench.runners.host_batches(cfg, "random", 1)
+    bad[0][1][0] = 10  # a label past the 10 outputs is still refused, once, when the runner is made
+    with pytest.raises(ValueError, match="label"):
+        bench.runners.XpnetRunner(cfg, backend.cpu(), bad)
+
+
+def test_ranks_times_one_rank_against_two(tmp_path: Path) -> None:
+    if not (Path(sys.executable).parent / "mpiexec").exists():
+        pytest.skip(f"no mpiexec beside {sys.executable} (pip install 'xpnet[mpi]')")
+    out = tmp_path / "ranks.json"
+    proc = run("--ranks", "2", "--threads", "2", "--tiny", "--no-torch", "--configs", "mlp", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    [row] = json.loads(out.read_text())["ranks"]
+    one, many = row["one"], row["many"]
+    assert (one["ranks"], one["threads"], many["ranks"], many["threads"]) == (1, 2, 2, 1)
+    assert one["allreduce_alone_s"] is None and 0 < many["allreduce_share"] < 1 and many["allreduce_alone_s"] > 0
+    assert many["allreduce_bytes"] == 4 * (784 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10)
+    assert row["speedup"] == many["steps_per_s"] / one["steps_per_s"]
+    assert "2 ranks x 1 threads" in proc.stdout and "of a step" in proc.stdout
+
+
+@pytest.mark.parametrize(("args", "words"), [(("--ranks", "3", "--threads", "2"), "--ranks 3: needs 2 <= N <= "),
+                                             (("--ranks", "2", "--threads", "2", "--e2e"), "drop --e2e")])
+def test_ranks_bad_flags_are_one_line(args: tuple[str, ...], words: str) -> None:
+    proc = run(*args, "--no-torch")
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr

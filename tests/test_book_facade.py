@@ -139,6 +139,35 @@ def test_nets_take_host_arrays_and_give_python_floats(book: Device) -> None:
     assert net.loss(x, T) == pytest.approx(net.loss(x, T.ravel()))
 
 
+def test_gradient_returns_the_same_dict_each_call_its_arrays_overwritten(book: Device) -> None:
+    from xpnet.book.two_layer_net import TwoLayerNet
+
+    net, twin = TwoLayerNet(6, 5, 3, seed=1), TwoLayerNet(6, 5, 3, seed=1)
+    rng = np.random.default_rng(0)
+    x1, x2, t = rng.random((4, 6)), rng.random((4, 6)), np.array([0, 2, 1, 2])
+    first = net.gradient(x1, t)
+    kept = {k: to_host(v, copy=True) for k, v in first.items()}
+    second = net.gradient(x2, t)
+    assert second is first  # the README's promise: the same dict, and the same arrays in it
+    expected = twin.gradient(x2, t)
+    for k in kept:
+        np.testing.assert_array_equal(to_host(first[k]), to_host(expected[k]), err_msg=k)  # now x2's gradient
+    assert not np.array_equal(kept["W1"], to_host(first["W1"]))  # x1's is gone: copy to keep it
+
+
+def test_layers_answer_items_and_simple_convnet_has_a_flatten1(book: Device) -> None:
+    from xpnet.book.simple_convnet import SimpleConvNet
+    from xpnet.layers import Flatten
+
+    net = SimpleConvNet(input_dim=(1, 8, 8), conv_param={"filter_num": 2, "filter_size": 3, "pad": 0, "stride": 1},
+                        hidden_size=4, output_size=3)
+    items = list(net.layers.items())
+    assert [name for name, _ in items] == ["Conv1", "Relu1", "Pool1", "Flatten1", "Affine1", "Relu2", "Affine2"]
+    assert [layer for _, layer in items] == list(net.layers) == net.layers.values()
+    assert isinstance(net.layers["Flatten1"], Flatten) and net.layers["Affine1"].W is net.params["W2"]
+    assert net.layers["Conv1"].W is net.params["W1"]
+
+
 def test_weights_follow_numpys_global_seed(book: Device) -> None:
     from xpnet.book.multi_layer_net import MultiLayerNet
 
@@ -244,7 +273,8 @@ def test_trainer_prints_the_books_lines(book: Device, capsys: pytest.CaptureFixt
     assert trainer.train_acc_list[-1] == net.accuracy(x_train[:50], t_train[:50])  # the first 50 samples
     with pytest.raises(ValueError, match="unknown optimizer 'AdamW'"):
         Trainer(net, x_train[:200], t_train[:200], x_test, t_test, optimizer="AdamW")
-    with pytest.raises(TypeError, match="one of xpnet.book's nets"):
+    with pytest.raises(TypeError, match=r"the book's net contract .*; object lacks params \(a dict of arrays\), "
+                                        r"gradient, loss, accuracy$"):  # any object with the contract trains
         Trainer(object(), x_train[:200], t_train[:200], x_test, t_test)
 
 

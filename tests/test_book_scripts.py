@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import xpnet.book
+from xpnet import to_host
 from xpnet.backend import Device
 from xpnet.data import SampleDataWarning
 
@@ -136,11 +137,18 @@ def test_ch06_overfitting_with_dropout_through_the_trainer(book: Device, capsys:
 
 
 def test_ch06_hyperparameter_random_search(book: Device) -> None:
-    g = run("ch06_hyperparameter_search.py", optimization_trial=3, epochs=8)
+    # Two trials drawn from the top of the book's range, where 12 epochs on 400 images are enough to learn.
+    g = run("ch06_hyperparameter_search.py", optimization_trial=2, epochs=12, lr_exponents=(-2.2, -2))
     assert on_device(g["x_val"], book) and g["x_val"].shape[0] == 100 and g["x_train"].shape[0] == 400
-    assert len(g["results_val"]) == 3
-    for val_acc_list in g["results_val"].values():
-        assert len(val_acc_list) == 8 and floats(val_acc_list) and all(0.0 <= a <= 1.0 for a in val_acc_list)
+    assert len(g["results_val"]) == 2 and len(g["trainers"]) == 2
+    for (lr, _), val_acc_list in g["results_val"].items():
+        assert len(val_acc_list) == 12 and floats(val_acc_list) and 10 ** -2.2 <= lr <= 10 ** -2
+    (best_lr, _), best_val = g["best"][0]
+    assert best_val[-1] == max(v[-1] for v in g["results_val"].values())
+    assert best_val[-1] > 0.25 and best_val[-1] > best_val[0] + 0.1, best_val  # chance is 0.1
+    for trainer in g["trainers"]:  # each trial learned: its loss fell
+        losses = trainer.train_loss_list
+        assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.15, (trainer.optimizer.lr, losses)  # flat: ±0.05
 
 
 def test_ch07_simple_convnet(book: Device) -> None:
@@ -155,8 +163,49 @@ def test_ch07_simple_convnet(book: Device) -> None:
     assert g["restored_acc"] == g["network"].accuracy(g["x_test"], g["t_test"])
 
 
-def test_ch08_deep_convnet_steps_and_reloads(book: Device) -> None:
+def test_ch08_deep_convnet_learns_and_reloads(book: Device) -> None:
     xpnet.book.use(book, dtype="float32")
-    g = run("ch08_deep_convnet.py", epochs=1)
-    assert len(g["trainer"].train_loss_list) == 10 and floats(g["trainer"].train_loss_list)
+    g = run("ch08_deep_convnet.py", epochs=2)
+    trainer, network, again = g["trainer"], g["network"], g["again"]
+    losses = trainer.train_loss_list
+    assert len(losses) == 20 and floats(losses)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1, losses  # Adam moves it in 20 steps
+    assert trainer.test_acc_list[-1] > 0.15, trainer.test_acc_list  # chance is 0.1
     assert zipfile.is_zipfile("deep_convnet_params.pkl") and g["same_acc"] is True
+    saved, loaded = network.state_dict(), again.state_dict()
+    assert saved.keys() == loaded.keys() and {"W1", "b8"} <= saved.keys()
+    for key, value in saved.items():
+        np.testing.assert_array_equal(loaded[key], value, err_msg=key)
+    np.testing.assert_array_equal(to_host(again.predict(g["x_test"])), to_host(network.predict(g["x_test"])))
+
+
+def _no_numpy_on_strict(book: Device) -> None:
+    if book.backend == "array_api_strict":
+        pytest.skip("array_api_strict refuses NumPy functions on its arrays, which CuPy runs (np.argmax(y))")
+
+
+def test_ch07_filters_are_drawn_with_the_marked_to_host_line(book: Device) -> None:
+    """matplotlib needs host arrays: the script's one marked ``xpnet.to_host`` line is all a GPU needs."""
+    _no_numpy_on_strict(book)
+    g = run("ch07_visualize_filter.py")
+    assert on_device(g["network"].params["W1"], book)
+    assert len(g["after"].axes) == 30 and Path("filters.png").stat().st_size > 0
+    drawn = np.stack([ax.images[0].get_array() for ax in g["after"].axes])
+    np.testing.assert_array_equal(drawn, xpnet.to_host(g["network"].params["W1"])[:, 0])
+
+
+def test_ch08_misclassified_images_are_listed_and_drawn(book: Device) -> None:
+    """The book's misclassified-MNIST walk, with the two marked ``xpnet.to_host`` lines it needs on a GPU."""
+    _no_numpy_on_strict(book)
+    xpnet.book.use(book, dtype="float32")
+    from xpnet.book.deep_convnet import DeepConvNet
+
+    DeepConvNet().save_params("deep_convnet_params.pkl")  # untrained: plenty of mistakes to list
+    g = run("ch08_misclassified_mnist.py", sampled=200)
+    assert type(g["acc"]) is float and 0.0 <= g["acc"] <= 1.0
+    assert g["classified_ids"].shape == (200,) and isinstance(g["classified_ids"], np.ndarray)
+    wrong = int(np.sum(g["classified_ids"] != g["t_shown"][:200]))
+    assert abs(g["acc"] - (200 - wrong) / 200) < 1e-12
+    pairs = g["mis_pairs"]
+    assert len(pairs) == min(20, wrong) and all(label != guess for label, guess in pairs.values())
+    assert Path("misclassified.png").stat().st_size > 0

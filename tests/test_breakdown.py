@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -13,11 +12,29 @@ from xpnet.backend import Device
 from xpnet.layers import Relu
 
 
+class FakeClock:
+    """Stands in for ``time`` in xpnet.breakdown: time passes only when a test says so, and a GPU's
+    queued work (``queued``) is done, and its time passed, when ``sync()`` waits for it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.queued = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sync(self) -> None:
+        self.now += self.queued
+        self.queued = 0.0
+
+
 class SlowRelu(Relu):
-    """A ReLU whose backward pass also sleeps: a part whose time is known."""
+    """A ReLU whose backward pass queues 3 ms of device work (on ``clock``): a part whose time is known."""
+
+    clock: FakeClock
 
     def backward(self, dout: Any) -> Any:
-        time.sleep(0.003)
+        self.clock.queued += 0.003
         return super().backward(dout)
 
 
@@ -41,13 +58,23 @@ def test_parts_follow_the_data_and_add_up_to_the_clocked_step(dev: Device) -> No
     assert got.bare_s > 0 and got.rest_s > -1e-6
 
 
-def test_a_slow_part_is_charged_to_itself(dev: Device) -> None:
+def test_a_slow_part_is_charged_to_itself(dev: Device, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock that moves only for the slow part's queued work, each part's seconds are exact."""
+    clock = FakeClock()
+    monkeypatch.setattr(breakdown, "time", clock)
     net = small_net(dev)
-    net.layers[1].__class__ = SlowRelu  # the first hidden ReLU now sleeps 3 ms in backward
-    got = dict(breakdown.step_breakdown(net, optim.SGD(lr=0.1), batches(dev), steps=5, warm_up=0).parts)
+    net.layers[1].__class__ = SlowRelu  # the first hidden ReLU now queues 3 ms of work in backward
+    net.layers[1].clock = clock
+    result = breakdown.step_breakdown(net, optim.SGD(lr=0.1), batches(dev), steps=5, sync=clock.sync, warm_up=2)
+    got = dict(result.parts)
     assert got["SlowRelu 1 backward"] >= 0.003
     assert got["Relu 1 backward"] < 0.003  # the second hidden ReLU, a plain one, is counted on its own
     assert got["SlowRelu 1 forward"] < 0.003
+    # Exactly: the queued work is charged to the part that queued it, per step, warm-up steps left out.
+    assert got.pop("SlowRelu 1 backward") == pytest.approx(0.003)
+    assert set(got.values()) == {0.0}
+    assert result.bare_s == pytest.approx(0.003) and result.clocked_s == pytest.approx(0.003)
+    assert result.rest_s == pytest.approx(0.0, abs=1e-12)
 
 
 def test_clocked_steps_train_exactly_like_bare_ones_and_the_clocks_come_off(dev: Device) -> None:

@@ -140,6 +140,29 @@ def test_lr_on_resume_replaces_the_schedules_base(tmp_path: Path, mnist_path: Pa
     assert rc == 2 and "--schedule cosine differs from the checkpoint's step" in err
 
 
+def test_a_cosine_run_resumed_with_more_epochs_stretches_the_rest_of_its_curve(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """3 epochs of warm-up + cosine, then --resume --epochs 5: epochs 4 and 5 follow the cosine that ends at
+    epoch 5 (the step it resumes at, on the longer curve), not the old one that reached 0 at epoch 3."""
+    from xpnet.train import schedules
+
+    out = tmp_path / "run"
+    args = ["--limit-train", "1000", "--device", "cpu", "--quiet", "--hidden", "16", "--seed", "3",
+            "--schedule", "cosine", "--warmup-epochs", "1", "--lr", "0.004", "--out", str(out)]
+    assert run_main(capsys, *args, "--epochs", "3")[0] == 0
+    rc, _, err = run_main(capsys, "--resume", str(out), "--epochs", "5", "--quiet")
+    assert rc == 0, err
+    history = summary(out)["history"]
+    n = history[0]["step"]  # steps per epoch
+    short, long = (schedules.create("cosine", 0.004, steps_per_epoch=n, epochs=e, warmup_epochs=1) for e in (3, 5))
+    lrs = [r["lr"] for r in history]  # each epoch's last step's
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5]
+    assert lrs[:3] == pytest.approx([short(e * n - 1) for e in (1, 2, 3)])
+    assert lrs[3:] == pytest.approx([long(e * n - 1) for e in (4, 5)])
+    assert lrs[3] > lrs[4] > 0 and lrs[3] > 10 * lrs[2]  # the old curve had run out; the new one goes on
+    assert [float(row["lr"]) for row in rows(out)] == pytest.approx(lrs, rel=1e-5, abs=1e-6)  # metrics.csv too
+
+
 BAD_FLAGS = [
     (["--schedule", "linear"], "invalid choice"),
     (["--warmup-epochs", "-1"], "integer >= 0"),

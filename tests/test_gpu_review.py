@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import no_cuda, randn
+from tests.sync_double import SyncDetector, SyncError
 from xpnet import backend, gradcheck, nets, optim
 from xpnet.accel import flat
 from xpnet.data import DataLoader
@@ -46,26 +47,6 @@ def test_numerical_gradient_copies_the_value_it_restores() -> None:
 
 
 # -- defect 6: a device->host sync on every step ---------------------------------------------------
-
-class SyncError(AssertionError):
-    pass
-
-
-class SyncDetector(np.ndarray):
-    """Host arrays that act like device arrays: reading one back into Python (bool/int/float/item) raises.
-
-    Every result of an operation stays a SyncDetector (0-d reductions included), so one ``int(loss)``
-    anywhere in a training step is caught.
-    """
-
-    def __array_wrap__(self, arr: Any, context: Any = None, return_scalar: bool = False) -> Any:
-        return np.asarray(arr).view(SyncDetector)  # never unwrap to a NumPy scalar
-
-    def _sync(self, *args: Any) -> Any:
-        raise SyncError("device->host sync: a value was read back into Python")
-
-    __bool__ = __int__ = __float__ = __index__ = item = tolist = _sync
-
 
 def test_sync_detector_detects() -> None:
     a = np.ones(3).view(SyncDetector)

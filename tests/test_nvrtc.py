@@ -15,21 +15,58 @@ import re
 import numpy as np
 import pytest
 
-from tests.helpers import no_cuda
+from tests.helpers import REQUIRE_CUPY, no_cuda
 from xpnet import accel, backend
 from xpnet.layers import Relu
 
 cuda_source = pytest.importorskip("xpnet.cuda_source")
 
 
-@pytest.fixture(scope="module")
-def nvrtc() -> tuple[int, int]:
+def _not_installed_errors() -> tuple[type[BaseException], ...]:
+    """What a missing NVRTC raises: CuPy's nvrtc module cannot be imported, or libnvrtc cannot be found
+    (cuda-pathfinder's error, a RuntimeError) or loaded. Anything else is a bug, and fails the tests."""
+    try:
+        from cuda.pathfinder import DynamicLibNotFoundError
+    except ImportError:
+        return ImportError, OSError
+    return ImportError, OSError, DynamicLibNotFoundError
+
+
+def nvrtc_or_skip() -> tuple[int, int]:
     if importlib.util.find_spec("cupy") is None:
         no_cuda("the nvrtc tests use CuPy's code generation: CuPy is not installed (backends/test.txt has it)")
     try:
         return cuda_source.nvrtc_version()
-    except Exception as exc:  # libnvrtc.so.12 not found
+    except _not_installed_errors() as exc:  # libnvrtc.so.12 not found
         no_cuda(f"NVRTC is not installed (pip install nvidia-cuda-nvrtc-cu12): {exc}")
+
+
+@pytest.fixture(scope="module")
+def nvrtc() -> tuple[int, int]:
+    return nvrtc_or_skip()
+
+
+def test_only_a_missing_nvrtc_is_a_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing library skips the NVRTC tests; a bug in the version probe fails them."""
+    monkeypatch.delenv(REQUIRE_CUPY, raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # as if CuPy were installed
+    missing = _not_installed_errors()[-1]("libnvrtc.so.12: cannot open shared object file")
+
+    def not_found() -> tuple[int, int]:
+        raise missing
+
+    def buggy() -> tuple[int, int]:
+        raise TypeError("getVersion() takes no arguments (1 given)")
+
+    monkeypatch.setattr(cuda_source, "nvrtc_version", not_found)
+    with pytest.raises(pytest.skip.Exception, match="NVRTC is not installed"):
+        nvrtc_or_skip()
+    monkeypatch.setattr(cuda_source, "nvrtc_version", buggy)
+    try:
+        with pytest.raises(TypeError, match="getVersion"):
+            nvrtc_or_skip()
+    except pytest.skip.Exception:
+        pytest.fail("a bug in nvrtc_version() was turned into a skip of every NVRTC test")
 
 
 KERNELS = cuda_source.every_kernel()

@@ -30,7 +30,8 @@ def test_rows_are_the_issues_and_each_is_a_valid_validation_run(reproduce: Modul
         cfg = RunConfig(**{k: v for k, v in args.items() if k in RunConfig.__dataclass_fields__ and v is not None})
         cfg.validate()
         assert cfg.val_split > 0 and cfg.patience is not None, row  # chosen on val, best epoch restored
-        assert cfg.dataset == ("fashion-mnist" if row.startswith("fashion") else "mnist"), row
+        assert cfg.dataset == ("fashion-mnist" if row.startswith("fashion") else
+                               "cifar10" if row.startswith("cifar10") else "mnist"), row
 
 
 def test_the_readme_gives_each_rows_command(reproduce: ModuleType) -> None:

@@ -27,6 +27,7 @@ from xpnet import backend
 from xpnet.cli.train import main
 from xpnet.train import Callback, Checkpoint, Trainer
 from xpnet.train import checkpoint as ckpt
+from xpnet.train import config as cfgmod
 from xpnet.train.config import parse_duration
 from xpnet.train.signals import GracefulStop, Interrupted, exit_status, raise_on_signals, signum_of
 
@@ -192,6 +193,69 @@ def test_bad_checkpoint_every_is_one_line_exit_2(capsys: pytest.CaptureFixture[s
 
 
 # --- the CLI: SIGTERM, PID 1, kill -9 ------------------------------------------------------------------
+
+def test_sigterm_during_the_evaluation_finishes_it_and_exits_143(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM arrives after the first batch of epoch 1's first evaluation: every evaluation of the epoch
+    still runs to its end, the epoch is recorded and checkpointed, and the run stops there."""
+    evaluate = Trainer.evaluate
+    seen: dict[str, Any] = {"batches": 0}
+
+    def evaluate_and_signal(self: Trainer, loader: Any) -> float:
+        if "n" in seen:
+            return evaluate(self, loader)
+        seen["n"] = len(loader)
+
+        def batches() -> Any:
+            for i, batch in enumerate(loader):
+                if i == 1:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                seen["batches"] += 1
+                yield batch
+
+        seen["acc"] = evaluate(self, batches())
+        return seen["acc"]
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate_and_signal)
+    out = tmp_path / "run"
+    rc = main([*SMALL, "--val-split", "0.1", "--epochs", "3", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 143, err
+    assert "interrupted by SIGTERM after epoch 1" in err and "Traceback" not in err
+    assert seen["n"] == 3 and seen["batches"] == 3  # 2,700 training images in batches of 1,000: all read
+    s = summary(out)
+    assert s["status"] == "interrupted" and s["results"]["signal"] == "SIGTERM" and s["results"]["epochs"] == 1
+    [record] = s["history"]
+    assert record["train_acc"] == seen["acc"] and record["val_acc"] is not None  # the next evaluation ran too
+    state = trainer_state(out / ckpt.FILENAME)
+    assert state["epoch"] == 1 and state["step_in_epoch"] == 0 and state["global_step"] == record["step"]
+    assert len((out / "metrics.csv").read_text().splitlines()) == 2
+
+
+def test_a_second_signal_stops_the_command_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two SIGTERMs in epoch 2: no step finishes and nothing is saved after the second; the summary says so."""
+    build = cfgmod.build_trainer
+
+    def build_with_signals(*args: Any, **kwargs: Any) -> Trainer:
+        trainer = build(*args, **kwargs)
+        trainer.callbacks.append(SendSignals(trainer.steps_per_epoch + 3, signal.SIGTERM, signal.SIGTERM))
+        return trainer
+
+    monkeypatch.setattr(cfgmod, "build_trainer", build_with_signals)
+    out = tmp_path / "run"
+    rc = main([*SMALL, "--epochs", "3", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 143, err
+    s = summary(out)
+    steps = s["results"]["steps"]
+    assert s["status"] == "interrupted" and s["results"]["signal"] == "SIGTERM"
+    assert s["results"]["reason"] == "interrupted by a second SIGTERM" and s["results"]["epochs"] == 1
+    saved = trainer_state(out / ckpt.FILENAME)  # epoch 1's checkpoint: the stop saved nothing
+    assert (saved["epoch"], saved["step_in_epoch"], steps) == (1, 0, saved["global_step"] + 3)
+    assert f"the last checkpoint (epoch 1, step {saved['global_step']})" in err and "Traceback" not in err
+    assert len((out / "metrics.csv").read_text().splitlines()) == 2
+
 
 def start(out: Path, *extra: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     args = [*prefix, sys.executable, str(SCRIPT), *SMALL, "--epochs", "1000", "--out", str(out), *extra]

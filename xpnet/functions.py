@@ -68,28 +68,41 @@ def one_hot_unchecked(t: Array, num_classes: int, dtype: Any) -> Array:
     return xp.astype(hot, dtype)
 
 
+def flat_index_labels(t: Array, y: Array) -> Array:
+    """The book's column of class indices, (N, 1), as (N,); any other labels as they are.
+
+    The book's losses take it (ch. 7's gradient check labels one sample ``[[1]]``). Labels shaped
+    like ``y`` stay one-hot even when they are integers, as the book reads them (``t.size == y.size``).
+    """
+    if t.ndim == 2 and t.shape[1] == 1 and tuple(t.shape) != tuple(y.shape) and is_index_labels(t):
+        return array_namespace(t).reshape(t, (-1,))
+    return t
+
+
 def as_one_hot(t: Array, y: Array) -> Array:
-    """Labels in either form (indices or one-hot) as a one-hot array shaped like ``y``."""
+    """Labels in any of the book's forms, indices (N,) or (N, 1) or one-hot (N, C), as one-hot shaped like ``y``."""
     xp = array_namespace(y)
     n, c = y.shape[0], y.shape[-1]
+    if tuple(t.shape) == tuple(y.shape):
+        return xp.astype(t, y.dtype) if t.dtype != y.dtype else t
     if is_index_labels(t):
-        if t.shape != (n,):
-            raise ValueError(f"labels shape {tuple(t.shape)} does not match batch of {n} (expected ({n},))")
-        return one_hot(t, c, y.dtype)
-    if tuple(t.shape) != tuple(y.shape):
-        raise ValueError(f"one-hot labels shape {tuple(t.shape)} does not match output shape {tuple(y.shape)}")
-    return xp.astype(t, y.dtype) if t.dtype != y.dtype else t
+        index = flat_index_labels(t, y)
+        if index.shape != (n,):
+            raise ValueError(f"labels shape {tuple(t.shape)} does not match batch of {n} "
+                             f"(expected ({n},) or ({n}, 1), or one-hot ({n}, {c}))")
+        return one_hot(index, c, y.dtype)
+    raise ValueError(f"one-hot labels shape {tuple(t.shape)} does not match output shape {tuple(y.shape)}")
 
 
 def cross_entropy_error(y: Array, t: Array) -> Array:
-    """Mean cross-entropy of probabilities ``y`` against labels (one-hot or indices).
+    """Mean cross-entropy of probabilities ``y`` against labels (one-hot or indices, see :func:`as_one_hot`).
 
-    Like the book, adds 1e-7 inside the log so a zero probability stays finite.
+    Like the book, adds 1e-7 inside the log so a zero probability stays finite, and reads a
+    single sample ``y`` of shape (C,) as a batch of one.
     """
     xp = array_namespace(y)
     if y.ndim == 1:
-        y = xp.reshape(y, (1, -1))
-        t = xp.reshape(t, (1, -1)) if t.ndim == 1 and not is_index_labels(t) else xp.reshape(t, (-1,))
+        y, t = xp.reshape(y, (1, -1)), xp.reshape(t, (1, -1))
     hot = as_one_hot(t, y)
     return -xp.sum(hot * xp.log(y + 1e-7)) / y.shape[0]
 

@@ -194,7 +194,7 @@ class BatchNormalization(Layer):
 class SoftmaxWithLoss(Layer):
     """Softmax + cross-entropy in one layer: stable log-softmax forward, (y − t)/N backward.
 
-    Labels may be class indices (N,) or one-hot (N, C); the loss is the batch mean.
+    Labels may be class indices (N,) or (N, 1), or one-hot (N, C); the loss is the batch mean.
     Fused: one exp per logit, one log per sample (log Σ e^z), and with index labels
     the one-hot rows are a single comparison whose row count doubles as the range check.
     Reading that count back is a device→host sync on a GPU; ``check_labels = False`` skips it

@@ -14,7 +14,7 @@ from typing import Any
 
 from xpnet import fusion, gradcheck, init
 from xpnet.accel import flat as flat_buffers
-from xpnet.backend import DTYPES, Device, array_namespace, device, host_rng, to_device, to_host
+from xpnet.backend import DTYPES, Device, array_namespace, device, host_rng, on_device, to_device, to_host
 from xpnet.conv import Convolution, Pooling, out_size
 from xpnet.functions import is_index_labels
 from xpnet.layers import ACTIVATIONS, Affine, BatchNormalization, Dropout, Flatten, SoftmaxWithLoss
@@ -69,7 +69,8 @@ class Sequential:
         if flat is None:
             flat = flat_buffers.views_share_memory(device)
         if flat and self.params and len({p.dtype for p in self.params.values()}) == 1:
-            self._flat = flat_buffers.FlatNet(self._slots, device)
+            with device.context():  # the buffer and its copies on the net's device, not the current one
+                self._flat = flat_buffers.FlatNet(self._slots, device)
             self.params = self._flat.params
 
     @property
@@ -82,15 +83,18 @@ class Sequential:
         self.plan = fusion.plan(self.layers) if on else self.layers
 
     # -- the book's API -----------------------------------------------------------------------
+    @on_device  # CuPy computes on the current GPU: make it this net's
     def predict(self, x: Array, train_flg: bool = False) -> Array:
         x = self._check_x(x)
         return self._predict(x, train_flg)
 
+    @on_device  # CuPy computes on the current GPU: make it this net's
     def loss(self, x: Array, t: Array, train_flg: bool = False) -> Array:
         """Data loss + weight decay 0.5·λ·Σ‖W‖² over every weight matrix (a 0-d device array)."""
         x, t = self._check_x(x), self._check_t(t, x)
         return self._loss(x, t, train_flg)
 
+    @on_device  # CuPy computes on the current GPU: make it this net's
     def gradient(self, x: Array, t: Array) -> dict[str, Array]:
         """One forward and one backward pass; the forward's loss is kept in ``self.last_loss``."""
         x, t = self._check_x(x), self._check_t(t, x)
@@ -107,12 +111,13 @@ class Sequential:
             grads[name] = g + lam * getattr(layer, attr) if decayed and lam else g
         return grads
 
+    @on_device  # CuPy computes on the current GPU: make it this net's
     def accuracy(self, x: Array, t: Array, batch_size: int = 100) -> float:
         """Fraction of samples whose arg-max prediction matches the label (indices or one-hot)."""
         x = self._check_x(x)
         xp = self.device.xp
         t = self._check_t(t, x)
-        labels = t if is_index_labels(t) else xp.argmax(t, axis=1)
+        labels = t if t.ndim == 1 else xp.argmax(t, axis=1)  # one-hot, of any dtype, as in the book
         correct = xp.zeros((), dtype=xp.int64, device=self.device.native)
         n = x.shape[0]
         for i in range(0, n, batch_size):
@@ -122,6 +127,7 @@ class Sequential:
             correct = correct + xp.sum(xp.astype(hits, xp.int64))
         return int(correct) / n if n else float("nan")
 
+    @on_device  # CuPy computes on the current GPU: make it this net's
     def numerical_gradient(self, x: Array, t: Array, h: float = 1e-4) -> dict[str, Array]:
         """The slow, obviously-right gradient (ch. 4): central differences on every parameter."""
         x, t = self._check_x(x), self._check_t(t, x)
@@ -210,6 +216,8 @@ class Sequential:
         n = x.shape[0]
         if t.shape[0] != n:
             raise ValueError(f"t has {t.shape[0]} labels for {n} samples (x shape {tuple(x.shape)})")
+        if t.ndim == 2 and t.shape[1] == 1 and is_index_labels(t):  # the book's column of indices (ch. 7)
+            return self.device.xp.reshape(t, (n,))
         return t
 
 

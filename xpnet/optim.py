@@ -20,7 +20,7 @@ from typing import Any
 
 from xpnet import accel
 from xpnet.accel import flat
-from xpnet.backend import array_namespace, device_of, to_device, to_host
+from xpnet.backend import array_namespace, device_of, scope_of, to_device, to_host
 
 Array = Any
 
@@ -51,6 +51,10 @@ class Optimizer:
         raise NotImplementedError
 
     def update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
+        with scope_of(next(iter(params.values()), None)):  # CuPy updates on the current GPU: the params'
+            self._update(params, grads)
+
+    def _update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         whole = flat.whole_buffers(params, grads)  # a net's flat buffers: every parameter in one step
         if whole is None:  # (flat buffers of one layout have the same names and shapes by construction)
             self._check_grads(params, grads)
@@ -140,11 +144,18 @@ class Nesterov(Momentum):
 
     formula = "nesterov"
 
-    def step(self, p: Array, g: Array, v: Array, *, lr: float, momentum: float) -> None:
+    def hyper(self) -> dict[str, float]:
+        """The step's scalars, each computed once in double: a float32 kernel then rounds each once, as
+        NumPy rounds a Python float, instead of forming ``1 + momentum`` in float32."""
+        m = self.momentum
+        return {"lr": self.lr, "momentum": m, "momentum_sq": m * m, "lr_ahead": (1.0 + m) * self.lr}
+
+    def step(self, p: Array, g: Array, v: Array, *, lr: float, momentum: float, momentum_sq: float,
+             lr_ahead: float) -> None:
         v *= momentum
         v -= lr * g
-        p += (momentum * momentum) * v
-        p -= ((1.0 + momentum) * lr) * g
+        p += momentum_sq * v
+        p -= lr_ahead * g
 
 
 class AdaGrad(Optimizer):
@@ -171,11 +182,12 @@ class RMSprop(Optimizer):
         self.decay_rate = float(decay_rate)
 
     def hyper(self) -> dict[str, float]:
-        return {"lr": self.lr, "decay_rate": self.decay_rate}
+        """``1 - decay_rate`` computed here, in double (in float32, 1 - 0.999 is 1.3e-5 off, relatively)."""
+        return {"lr": self.lr, "decay_rate": self.decay_rate, "one_minus_decay": 1.0 - self.decay_rate}
 
-    def step(self, p: Array, g: Array, h: Array, *, lr: float, decay_rate: float) -> None:
+    def step(self, p: Array, g: Array, h: Array, *, lr: float, decay_rate: float, one_minus_decay: float) -> None:
         h *= decay_rate
-        h += (1.0 - decay_rate) * g * g
+        h += one_minus_decay * g * g
         p -= lr * g / (array_namespace(h).sqrt(h) + 1e-7)
 
 
@@ -192,13 +204,15 @@ class Adam(Optimizer):
         self.beta1, self.beta2 = float(beta1), float(beta2)
 
     def hyper(self) -> dict[str, float]:
+        """The step's scalars, computed in double: ``1 - beta2`` in float32 would be 0.0009999871."""
         t = self.iter
         lr_t = self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
-        return {"lr_t": lr_t, "beta1": self.beta1, "beta2": self.beta2}
+        return {"lr_t": lr_t, "one_minus_beta1": 1.0 - self.beta1, "one_minus_beta2": 1.0 - self.beta2}
 
-    def step(self, p: Array, g: Array, m: Array, v: Array, *, lr_t: float, beta1: float, beta2: float) -> None:
-        m += (1.0 - beta1) * (g - m)
-        v += (1.0 - beta2) * (g * g - v)
+    def step(self, p: Array, g: Array, m: Array, v: Array, *, lr_t: float, one_minus_beta1: float,
+             one_minus_beta2: float) -> None:
+        m += one_minus_beta1 * (g - m)
+        v += one_minus_beta2 * (g * g - v)
         p -= lr_t * m / (array_namespace(v).sqrt(v) + 1e-7)
 
 

@@ -30,7 +30,7 @@ DEFAULT_CHECKPOINT_EVERY = "10m"
 CONFIG_FLAGS = ("dataset", "data_dir", "model", "hidden", "activation", "init", "batchnorm", "dropout",
                 "weight_decay", "optimizer", "lr", "epochs", "batch_size", "val_split", "limit_train",
                 "seed", "dtype", "patience", "train_eval_size", "schedule", "warmup_epochs", "lr_steps",
-                "lr_gamma", "clip_norm", "augment")
+                "lr_gamma", "clip_norm", "augment", "test_split", "image_size", "channels", "strict_images")
 
 _DEFAULTS = RunConfig()
 
@@ -124,6 +124,30 @@ def _augment(s: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _dataset(s: str) -> str:
+    """A known name, or an image folder / .npz made absolute (so eval and predict find it from anywhere)."""
+    from xpnet.data import DataError
+    from xpnet.data.catalog import canonical
+
+    try:
+        return canonical(s)
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--dataset {s.strip()}: ")) from None
+
+
+def _fraction(s: str) -> float:
+    v = _to_float(s)
+    if not (math.isfinite(v) and 0.0 < v < 1.0):
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1 (exclusive), got {s!r}")
+    return v
+
+
+def _channels(s: str) -> int:
+    if s.strip() not in ("1", "3"):
+        raise argparse.ArgumentTypeError(f"must be 1 (grey) or 3 (colour), got {s!r}")
+    return int(s)
+
+
 def _init(s: str) -> str:
     name = s.strip().lower()
     if name in cfgmod.INIT_NAMES:
@@ -139,15 +163,29 @@ def build_parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Train one of the book's nets on MNIST or Fashion-MNIST, on the CPU (NumPy) "
+        description="Train one of the book's nets on MNIST, Fashion-MNIST, CIFAR-10, a folder of pictures or "
+                    "an .npz of arrays, on the CPU (NumPy) "
                     "or an NVIDIA GPU (CuPy). Writes metrics.csv, summary.json, curves.png and "
                     "checkpoint.npz into --out.",
         epilog="exit status: 0 trained, 2 bad input, 3 diverged (lower --lr), 130 interrupted by Ctrl-C, "
                "143 by SIGTERM (continue with --resume OUT/checkpoint.npz), 1 failed (e.g. disk full)")
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=cfgmod.DATASETS, help=f"default {d.dataset}")
+    g.add_argument("--dataset", type=_dataset, metavar="NAME|DIR|FILE.npz",
+                   help=f"{', '.join(cfgmod.DATASETS)}; a folder of pictures (DIR/<class>/* or DIR/train|test/"
+                        f"<class>/*) or an .npz with x_train, y_train[, x_test, y_test, class_names] "
+                        f"(docs/data.md; default {d.dataset})")
     g.add_argument("--data-dir", metavar="DIR",
-                   help="folder with the IDX files (default: $XPNET_DATA_DIR or xpnet's own lookup)")
+                   help="folder with the IDX files or CIFAR-10's archive (default: $XPNET_DATA_DIR or xpnet's "
+                        "own lookup)")
+    g.add_argument("--test-split", type=_fraction, metavar="F",
+                   help=f"a folder or .npz without a test set: hold out this fraction of every class as the "
+                        f"test set, by a fixed seed (default {d.test_split})")
+    g.add_argument("--image-size", type=_positive_int, metavar="N",
+                   help="a folder: resize every picture to NxN (default: the most common size)")
+    g.add_argument("--channels", type=_channels, metavar="1|3",
+                   help="a folder: grey or colour (default: 3 when any picture is in colour, else 1)")
+    g.add_argument("--strict-images", action="store_true", default=None,
+                   help="a folder: refuse files that are not pictures (default: skip them with one warning)")
     g.add_argument("--val-split", type=_float_in(0.0, 1.0, "in [0, 1)"), metavar="R",
                    help="hold out this fraction of the training set for validation; epochs then report "
                         "train and val only and the test set is evaluated once, at the end, on the weights "
@@ -189,9 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"--schedule step: the factor (default {cfgmod.DEFAULT_LR_GAMMA})")
     g.add_argument("--clip-norm", type=_positive_float, metavar="X",
                    help="scale the gradients so their global L2 norm is at most X (default: off)")
-    g.add_argument("--augment", type=_augment, metavar="shift[:K][,flip]",
-                   help="training batches only, on the device: random shifts by up to K pixels (default 2) "
-                        "and/or horizontal flips (for Fashion-MNIST, not digits)")
+    g.add_argument("--augment", type=_augment, metavar="shift[:K]|crop:P[,flip]",
+                   help="training batches only, on the device: random shifts by up to K pixels (default 2), "
+                        "or crop:P, CIFAR's pad-P random crops (the same moves), and/or horizontal flips "
+                        "(for Fashion-MNIST and photos, not digits)")
     g.add_argument("--patience", type=_positive_int, metavar="N",
                    help="stop when validation accuracy has not improved for N epochs and end with the best "
                         "epoch's weights, kept in best.npz (needs --val-split)")

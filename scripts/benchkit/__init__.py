@@ -8,6 +8,7 @@
 - :mod:`steps`: per-step timing of each config, xpnet against PyTorch, and its table;
 - :mod:`e2e`: ``--e2e``, whole training processes against ``scripts/torch_twin.py``;
 - :mod:`parts`: ``--breakdown``, xpnet's step split into its layers, loss and update.
+- :mod:`ranks`: ``--ranks N``, data-parallel steps on 1 rank x T threads and on N ranks x T/N.
 
 Each module imports only the ones listed above it; ``scripts/bench.py`` holds the flags and ``main``.
 """

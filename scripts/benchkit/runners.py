@@ -95,6 +95,12 @@ class XpnetRunner(Runner):
         self.dev = dev
         self.batches = [(xpnet.to_device(x, dev), xpnet.to_device(t, dev)) for x, t in batches]
         self.i = 0
+        # The loss layer's label check reads the labels back (a device->host sync) on every step; the Trainer
+        # skips it for a DataLoader's labels, checked once. Here too: the same check once per pooled batch,
+        # then off, so xpnet is timed running ahead of the GPU as asynchronously as PyTorch is.
+        for x, t in self.batches:
+            self.net.loss(x, t)
+        self.net.last_layer.check_labels = False
 
     def run(self, steps: int) -> None:
         net, opt, batches = self.net, self.opt, self.batches

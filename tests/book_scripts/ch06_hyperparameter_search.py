@@ -17,6 +17,8 @@ x_train, t_train = x_train[validation_num:], t_train[validation_num:]
 
 optimization_trial = 100
 epochs = 50
+lr_exponents = (-6, -2)  # the book's range, 10^-6 to 10^-2
+trainers = []  # kept to check what each trial learned (the book keeps only the accuracy lists)
 
 
 def __train(lr, weight_decay):
@@ -25,13 +27,14 @@ def __train(lr, weight_decay):
     trainer = Trainer(network, x_train, t_train, x_val, t_val, epochs=epochs, mini_batch_size=100,
                       optimizer="sgd", optimizer_param={"lr": lr}, verbose=False)
     trainer.train()
+    trainers.append(trainer)
     return trainer.test_acc_list, trainer.train_acc_list
 
 
 results_val = {}
 for _ in range(optimization_trial):
     weight_decay = 10 ** np.random.uniform(-8, -4)
-    lr = 10 ** np.random.uniform(-6, -2)
+    lr = 10 ** np.random.uniform(*lr_exponents)
     val_acc_list, train_acc_list = __train(lr, weight_decay)
     print("val acc:" + str(val_acc_list[-1]) + " | lr:" + str(lr) + ", weight decay:" + str(weight_decay))
     results_val[(lr, weight_decay)] = val_acc_list

@@ -5,6 +5,8 @@ two flat-backed dicts with the same layout updates every parameter in a handful 
 on the whole buffer, however deep the net, and weight decay is one slice (weights come first).
 Layers write their gradients straight into views of the gradient buffer (``Layer.grad_out``).
 Used wherever a device's views share memory with their base (NumPy, CuPy, array_api_strict).
+The gradient buffer keeps :data:`SPARE` slots after the gradients (``grads.buffer``), so a
+data-parallel step sends its loss and its votes (stop, save) in the same allreduce as the gradients.
 On accel's lower floor: it knows arrays and names, not layers or optimizers (imports only backend).
 """
 
@@ -17,6 +19,9 @@ from xpnet.backend import Device, device_of, to_device
 
 Array = Any
 
+
+#: Slots after a net's gradients in ``FlatNet.grads.buffer``: scalars that travel with the gradients.
+SPARE = 4
 
 _WRITE_THROUGH: dict[tuple[str, str], bool] = {}
 
@@ -48,7 +53,8 @@ class FlatParams(dict):
     It is a plain dict to everyone (``params["W1"]`` is an array the layer uses), but an optimizer
     that sees ``flat`` can update every parameter in a handful of vectorised operations instead of
     a few per parameter. ``order`` sets the buffer order (weights first, so weight decay is one slice);
-    the dict keeps the order of ``shapes`` (the book's W1, b1, W2, ...).
+    the dict keeps the order of ``shapes`` (the book's W1, b1, W2, ...). ``buffer`` is ``flat`` plus
+    ``spare`` more slots after it (see :data:`SPARE`).
     """
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], dev: Device, dtype: Any,
@@ -64,19 +70,22 @@ class FlatParams(dict):
             raise ValueError("FlatParams: order must name every parameter exactly once")
         self.device, self.dtype = dev, dtype
         self.layout = tuple((k, spans[k], tuple(shapes[k])) for k in shapes)
-        self.flat = dev.zeros(start, dtype)
+        self.buffer = dev.zeros(start, dtype)
+        self.flat = self.buffer
         xp = dev.xp
         for k, (a, b), shape in self.layout:
             super().__setitem__(k, xp.reshape(self.flat[a:b], shape))
         self._views = dict(self)
 
     @classmethod
-    def like(cls, other: FlatParams) -> FlatParams:
+    def like(cls, other: FlatParams, spare: int = 0) -> FlatParams:
         """A zero-filled buffer with the same names, shapes and order (for gradients, optimizer state)."""
         new = cls.__new__(cls)
         dict.__init__(new)
         new.device, new.dtype, new.layout = other.device, other.dtype, other.layout
-        new.flat = other.device.zeros(other.flat.shape[0], other.dtype)
+        n = other.flat.shape[0]
+        new.buffer = other.device.zeros(n + spare, other.dtype)
+        new.flat = new.buffer[:n] if spare else new.buffer
         xp = other.device.xp
         for k, (a, b), shape in new.layout:
             dict.__setitem__(new, k, xp.reshape(new.flat[a:b], shape))
@@ -139,7 +148,7 @@ class FlatNet:
         shapes = {name: tuple(getattr(layer, attr).shape) for name, layer, attr, _, _ in slots}
         dtype = getattr(slots[0][1], slots[0][2]).dtype
         self.params = FlatParams(shapes, dev, dtype, order)
-        self.grads = FlatParams.like(self.params)
+        self.grads = FlatParams.like(self.params, spare=SPARE)
         self.slots = slots
         for name, layer, attr, grad_attr, _ in slots:
             self.params[name][...] = getattr(layer, attr)

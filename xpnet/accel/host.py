@@ -45,24 +45,25 @@ def adagrad(p: np.ndarray, g: np.ndarray, h: np.ndarray, *, lr: float) -> None:
     _scaled_step(p, lr, g, h)
 
 
-def rmsprop(p: np.ndarray, g: np.ndarray, h: np.ndarray, *, lr: float, decay_rate: float) -> None:
+def rmsprop(p: np.ndarray, g: np.ndarray, h: np.ndarray, *, lr: float, decay_rate: float,
+            one_minus_decay: float) -> None:
     s = scratch(p)  # free again before _scaled_step reuses it
     h *= decay_rate
-    np.multiply(g, 1.0 - decay_rate, out=s)
+    np.multiply(g, one_minus_decay, out=s)
     s *= g
     h += s
     _scaled_step(p, lr, g, h)
 
 
-def adam(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, lr_t: float, beta1: float,
-         beta2: float) -> None:
+def adam(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, lr_t: float, one_minus_beta1: float,
+         one_minus_beta2: float) -> None:
     s = scratch(p)  # free again before _scaled_step reuses it
     np.subtract(g, m, out=s)
-    s *= 1.0 - beta1
+    s *= one_minus_beta1
     m += s
     np.multiply(g, g, out=s)
     s -= v
-    s *= 1.0 - beta2
+    s *= one_minus_beta2
     v += s
     _scaled_step(p, lr_t, m, v)
 

@@ -25,7 +25,7 @@ def as_strided(x: Array, shape: tuple[int, ...], strides: tuple[int, ...]) -> Ar
         from cupy.lib.stride_tricks import as_strided as cupy_as_strided
 
         return cupy_as_strided(x, shape=shape, strides=strides)
-    return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+    return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, subok=True, writeable=False)
 
 
 def strided_im2col_t(img: Array, filter_h: int, filter_w: int, stride: int, out_h: int, out_w: int,

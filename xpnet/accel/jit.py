@@ -86,15 +86,16 @@ def adam_kernel(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr_t
         p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
 
 
-# formula name -> (its kernel, the scalars it takes from the formula's ``hyper()``, computed in Python's double
-# as the portable formula computes them before NumPy rounds them to the arrays' dtype).
+# formula name -> (its kernel, its scalars from the formula's ``hyper()`` names, each a Python double that the
+# kernel's caller rounds once to the arrays' dtype, as NumPy rounds a Python float).
 KERNELS: dict[str, tuple[Callable[..., None], Callable[..., tuple[float, ...]]]] = {
     "sgd": (sgd_kernel, lambda lr: (lr,)),
     "momentum": (momentum_kernel, lambda lr, momentum: (lr, momentum)),
-    "nesterov": (nesterov_kernel, lambda lr, momentum: (lr, momentum, momentum * momentum, (1.0 + momentum) * lr)),
+    "nesterov": (nesterov_kernel, lambda lr, momentum, momentum_sq, lr_ahead: (lr, momentum, momentum_sq, lr_ahead)),
     "adagrad": (adagrad_kernel, lambda lr: (lr, 1e-7)),
-    "rmsprop": (rmsprop_kernel, lambda lr, decay_rate: (lr, decay_rate, 1.0 - decay_rate, 1e-7)),
-    "adam": (adam_kernel, lambda lr_t, beta1, beta2: (lr_t, 1.0 - beta1, 1.0 - beta2, 1e-7)),
+    "rmsprop": (rmsprop_kernel, lambda lr, decay_rate, one_minus_decay: (lr, decay_rate, one_minus_decay, 1e-7)),
+    "adam": (adam_kernel, lambda lr_t, one_minus_beta1, one_minus_beta2: (lr_t, one_minus_beta1, one_minus_beta2,
+                                                                         1e-7)),
 }
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

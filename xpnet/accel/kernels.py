@@ -33,10 +33,10 @@ ACTIVATIONS: dict[str, tuple[str, str, str]] = {
 OPTIMIZERS: dict[str, str] = {
     "sgd": "p -= lr * g",
     "momentum": "v = momentum * v - lr * g; p += v",
-    "nesterov": "v = momentum * v - lr * g; p += momentum * momentum * v; p -= ((T)1 + momentum) * lr * g",
+    "nesterov": "v = momentum * v - lr * g; p += momentum_sq * v; p -= lr_ahead * g",
     "adagrad": "h += g * g; p -= lr * g / (sqrt(h) + (T)1e-7)",
-    "rmsprop": "h = decay_rate * h + ((T)1 - decay_rate) * g * g; p -= lr * g / (sqrt(h) + (T)1e-7)",
-    "adam": "m += ((T)1 - beta1) * (g - m); v += ((T)1 - beta2) * (g * g - v); "
+    "rmsprop": "h = decay_rate * h + one_minus_decay * g * g; p -= lr * g / (sqrt(h) + (T)1e-7)",
+    "adam": "m += one_minus_beta1 * (g - m); v += one_minus_beta2 * (g * g - v); "
             "p -= lr_t * m / (sqrt(v) + (T)1e-7)",
 }
 

@@ -86,31 +86,24 @@ class BookNet:
             return to_device(np.asarray(a), self.device)
         return a
 
-    def _in_t(self, t: Array) -> Array:
-        t = self._in(t)
-        xp = self.device.xp
-        if t.ndim == 2 and t.shape[1] == 1 and xp.isdtype(t.dtype, "integral"):
-            t = xp.reshape(t, (-1,))  # ch. 7's gradient check labels one sample as [[1]]
-        return t
-
     # -- the book's API ----------------------------------------------------------------------
     def predict(self, x: Array, train_flg: bool = False) -> Array:
         return super().predict(self._in(x), train_flg)
 
     def loss(self, x: Array, t: Array, train_flg: bool = False) -> float:
         """The loss as a Python float (the book prints it and appends it to lists it plots)."""
-        return float(super().loss(self._in(x), self._in_t(t), train_flg))
+        return float(super().loss(self._in(x), self._in(t), train_flg))
 
     def accuracy(self, x: Array, t: Array, batch_size: int = 100) -> float:
-        return float(super().accuracy(self._in(x), self._in_t(t), batch_size))
+        return float(super().accuracy(self._in(x), self._in(t), batch_size))
 
     def gradient(self, x: Array, t: Array) -> dict[str, Array]:
         """Backprop gradients by parameter name, on the net's device. The dict and its arrays are
         reused by the next call (xpnet writes gradients in place): copy them to keep them."""
-        return super().gradient(self._in(x), self._in_t(t))
+        return super().gradient(self._in(x), self._in(t))
 
     def numerical_gradient(self, x: Array, t: Array, h: float = 1e-4) -> dict[str, Array]:
-        return super().numerical_gradient(self._in(x), self._in_t(t), h)
+        return super().numerical_gradient(self._in(x), self._in(t), h)
 
     # -- the book's pickle files, as npz ------------------------------------------------------
     def save_params(self, file_name: str | os.PathLike[str] = "params.pkl") -> None:

@@ -62,12 +62,9 @@ def sum_squared_error(y: Array, t: Array) -> Array:
 
 
 def cross_entropy_error(y: Array, t: Array) -> Array:
-    """Mean cross-entropy; ``t`` one-hot or class indices, like the book's: labels with as many
-    elements as ``y`` are one-hot even when they are integers (ch. 4's ``t = np.array([0, 0, 1])``)."""
-    y, t = _arr(y), as_array(t)
-    if t.size == y.size and F.is_index_labels(t):
-        t = namespace(t).astype(t, y.dtype)
-    return F.cross_entropy_error(y, t)
+    """Mean cross-entropy; ``t`` in any of the book's forms: class indices (N,) or (N, 1), or one-hot
+    shaped like ``y`` even when its values are integers (ch. 4's ``t = np.array([0, 0, 1])``)."""
+    return F.cross_entropy_error(_arr(y), as_array(t))
 
 
 def softmax_loss(X: Array, t: Array) -> Array:  # noqa: N803 - the book's name

@@ -3,10 +3,15 @@
 Same constructor, same ``train()``, same printed lines and lists as the book's. Underneath,
 :class:`xpnet.train.Trainer` runs the steps (one forward + backward, one update): the book's
 sampling feeds it (``np.random.choice`` with replacement, ``train_size / mini_batch_size``
-batches per epoch) and a callback prints and records. Two differences: a step's loss is the
-one its own forward pass computed (before the update; the book runs a second forward after
-it), and the accuracies are taken at the end of each epoch (the book's first one follows the
-first step).
+batches per epoch) and a callback prints and records. The accuracies are taken at the end of
+each epoch (the book's first one follows the first step).
+
+``network`` is any object with the book's contract: ``params``, ``gradient(x, t)``, ``loss(x, t)``,
+``accuracy(x, t)``. xpnet's own nets (``xpnet.book``'s, :mod:`xpnet.nets`) take the fast path: a
+step's loss is the one its own forward pass computed, before the update. A net of the learner's
+own (the notebooks' inline SimpleConvNet, ch. 8's DeepConvNet) is trained through the contract
+alone, the book's way: the step's loss is ``network.loss`` after the update, and its NumPy arrays
+and the data move once to the facade's device first (:mod:`xpnet.book._own_net`).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import Any
 import numpy as np
 
 from xpnet import train
-from xpnet.book._device import take_rows
+from xpnet.book._device import current_device, is_host, take_rows, to_book
+from xpnet.book._own_net import OwnNet, missing_contract, place
 from xpnet.book.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, optimizer_class_dict
+from xpnet.nets import Sequential
 
 __all__ = ["Trainer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "np"]
 
@@ -80,9 +87,15 @@ class Trainer:
     def __init__(self, network: Any, x_train: Any, t_train: Any, x_test: Any, t_test: Any, epochs: int = 20,
                  mini_batch_size: int = 100, optimizer: str = "SGD", optimizer_param: dict[str, Any] | None = None,
                  evaluate_sample_num_per_epoch: int | None = None, verbose: bool = True) -> None:
-        if not all(hasattr(network, a) for a in ("params", "gradient", "last_loss", "device")):
-            raise TypeError(f"Trainer: network must be one of xpnet.book's nets (MultiLayerNet, "
-                            f"SimpleConvNet, ...), got {type(network).__name__}")
+        self._learners_net = not isinstance(network, Sequential)
+        if self._learners_net:  # a net of the learner's own: the book's contract is all it has
+            missing = missing_contract(network)
+            if missing:
+                raise TypeError(f"Trainer: network must have the book's net contract (params, gradient(x, t), "
+                                f"loss(x, t), accuracy(x, t)); {type(network).__name__} lacks {', '.join(missing)}")
+            dev = self._device = current_device()
+            place(network, dev)
+            x_train, t_train, x_test, t_test = (_onto(a, dev) for a in (x_train, t_train, x_test, t_test))
         try:
             cls = optimizer_class_dict[str(optimizer).lower()]
         except KeyError:
@@ -111,6 +124,8 @@ class Trainer:
         return self._accuracy(x, t)
 
     def _accuracy(self, x: Any, t: Any) -> float:
+        if self._learners_net:
+            return float(self.network.accuracy(x, t))  # the book's call: the net's own batching
         # Images one batch of 100 at a time, as the book's conv nets do; flat inputs 1000 at a time.
         batch = 100 if len(getattr(self.network, "input_shape", ())) > 1 else 1000
         return float(self.network.accuracy(x, t, batch_size=batch))
@@ -118,7 +133,8 @@ class Trainer:
     def train(self) -> None:
         steps = max(1, round(self.iter_per_epoch))
         batches = _RandomBatches(self.x_train, self.t_train, self.batch_size, steps)
-        loop = train.Trainer(self.network, self.optimizer, batches, epochs=self.epochs,
+        net = OwnNet(self.network, self._device) if self._learners_net else self.network
+        loop = train.Trainer(net, self.optimizer, batches, epochs=self.epochs,
                              callbacks=[_BookLog(self)], log_every=1 if self.verbose else 50)
         result = loop.fit()
         if result.status == "interrupted":
@@ -132,3 +148,7 @@ class Trainer:
             print("test acc:" + str(test_acc))
             sys.stdout.flush()
 
+
+def _onto(a: Any, dev: Any) -> Any:
+    """Host data (NumPy arrays) on the device a learner's own net was placed on; device data as it is."""
+    return to_book(a, dev) if is_host(a) and not dev.is_host else a

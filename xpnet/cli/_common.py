@@ -174,18 +174,19 @@ def load_model(path: str, device: str) -> Any:
 
 
 def check_dataset(model: Any, requested: str | None, what: str) -> str:
-    """The dataset to use: the model's own; a different ``--dataset`` is refused (its classes are not the model's)."""
+    """The dataset to use: the model's own; another named one is refused (its classes are not the model's).
+    A folder or .npz may stand in for a model's folder or .npz (its classes are checked once it is read)."""
     from xpnet.data import DataError
-    from xpnet.data.sources import get_spec
+    from xpnet.data.catalog import NAMES, canonical
 
     if requested is None:
         return str(model.dataset)
     try:
-        name = get_spec(requested).name
+        name = canonical(requested)
     except DataError as exc:
         raise UsageError(f"--dataset: {first_line(exc)}") from None
-    if name != model.dataset:
-        kind = {"mnist": "digits", "fashion-mnist": "clothing"}
+    if name != model.dataset and (name in NAMES or model.dataset in NAMES):
+        kind = {"mnist": "digits", "fashion-mnist": "clothing", "cifar10": "CIFAR-10's photos"}
         raise UsageError(f"--dataset {requested}: the model {model.checkpoint} was trained on {model.dataset} "
                          f"({kind.get(model.dataset, model.dataset)}); it cannot {what} {name} "
                          f"({kind.get(name, name)})")

@@ -38,10 +38,12 @@ def build_parser() -> Parser:
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                epilog="exit status: 0 done, 2 bad input (nothing written)")
     model_arg(p)
-    p.add_argument("--dataset", help="the test set to use; must be the model's own (default: the model's)")
+    p.add_argument("--dataset", metavar="NAME|DIR|FILE.npz",
+                   help="the test set to use: the model's own (default), or for a model trained on a folder or "
+                        ".npz another one with the same classes")
     p.add_argument("--data-dir", metavar="DIR",
-                   help="folder with the IDX files (default: the run's --data-dir, $XPNET_DATA_DIR or "
-                        "xpnet's own lookup)")
+                   help="folder with the IDX files or CIFAR-10's archive (default: the run's --data-dir, "
+                        "$XPNET_DATA_DIR or xpnet's own lookup)")
     p.add_argument("--out", metavar="DIR", help="where to write eval.json, confusion.png, mistakes.png "
                                                 "(default RUN/eval)")
     p.add_argument("--mistakes", type=positive_int, default=40, metavar="N",
@@ -69,8 +71,18 @@ def _data_dir(arg: str | None, model: Any) -> str | None:
     return stored if stored and Path(stored).is_dir() else None
 
 
+def _check_fits(ds: Any, model: Any) -> None:
+    """The test set must hold the model's kind of sample and its classes (another folder may differ)."""
+    if tuple(ds.x_test.shape[1:]) != model.sample_shape:
+        raise UsageError(f"{ds.name}: its samples are {tuple(ds.x_test.shape[1:])} but the model {model.checkpoint} "
+                         f"was trained on {model.sample_shape}")
+    if ds.classes and list(ds.classes) != model.classes:
+        raise UsageError(f"{ds.name}: its classes ({', '.join(ds.classes)}) are not the model's "
+                         f"({', '.join(model.classes)})")
+
+
 def _eval(args: argparse.Namespace, argv: list[str]) -> int:
-    from xpnet.data import DataError, load_dataset
+    from xpnet.data import DataError, open_dataset
     from xpnet.model_io import evaluate as ev_mod
     from xpnet.model_io import figures
     from xpnet.train.files import write_json
@@ -79,9 +91,13 @@ def _eval(args: argparse.Namespace, argv: list[str]) -> int:
     dataset = check_dataset(model, args.dataset, "be evaluated on")
     out = _out_dir(args.out, model)
     try:
-        ds = load_dataset(dataset, data_dir=_data_dir(args.data_dir, model))
+        # The run's own data options, so a folder gives the very test pictures (and cache entry) it had.
+        c = model.config
+        ds = open_dataset(dataset, data_dir=_data_dir(args.data_dir, model), image_size=c.image_size,
+                          channels=c.channels, test_split=c.test_split, strict_images=c.strict_images)
     except (DataError, OSError) as exc:
         raise UsageError(first_line(exc)) from None
+    _check_fits(ds, model)
 
     cfg = model.config
     ev = ev_mod.evaluate(model.net, ds.x_test, ds.t_test, batch_size=cfg.eval_batch_size, dtype=cfg.dtype)

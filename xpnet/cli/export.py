@@ -73,7 +73,10 @@ def _export(args: argparse.Namespace) -> int:
             raise UsageError(missing)
     model = load_model(args.model, "cpu")  # export reads host arrays: no device needed
     out = _target(args, model)
-    meta = export_onnx.metadata(model.config.model, model.dataset, model.classes, model.flat_input)
+    from xpnet.data.catalog import MNIST_LIKE
+
+    meta = export_onnx.metadata(model.config.model, model.dataset, model.classes, model.flat_input,
+                                image_shape=model.image_shape, mnist_like=model.kind in MNIST_LIKE)
     meta["source"] = str(model.checkpoint)
     if args.format == "onnx":
         try:
@@ -89,7 +92,7 @@ def _export(args: argparse.Namespace) -> int:
     except OSError as exc:
         say(PROG, f"error: cannot write {exc.filename or out}: {exc.strerror or exc}")
         return EXIT_FAIL
-    shape = "(N, 784)" if model.flat_input else "(N, 1, 28, 28)"
+    shape = f"(N, {', '.join(str(s) for s in model.net.input_shape)})"
     print(f"{out}: {args.format}, {model.config.model} on {model.dataset}, input {shape}, {len(data):,} bytes")
     sys.stdout.flush()
     return EXIT_OK

@@ -39,8 +39,9 @@ def _top(s: str) -> int:
         v = int(s)
     except ValueError:
         v = 0
-    if not 1 <= v <= 10:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 10 (there are 10 classes), got {s!r}")
+    if v < 1 or str(v) != s.strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"must be a positive integer (at most the model's classes are shown), "
+                                         f"got {s!r}")
     return v
 
 
@@ -52,9 +53,9 @@ def build_parser() -> Parser:
     p.add_argument("--top", type=_top, default=3, metavar="K", help="how many classes to show per input (default 3)")
     p.add_argument("--json", action="store_true",
                    help='print a JSON list of {"file", "top": [{"label", "name", "prob"}, ...]}')
-    p.add_argument("--show", metavar="DIR", help="write each 28×28 input the model saw into DIR as PNG")
+    p.add_argument("--show", metavar="DIR", help="write each input the model saw (28×28 for MNIST) into DIR as PNG")
     p.add_argument("--dataset", help="what the inputs are (mnist digits or fashion-mnist clothing); refused "
-                                     "when the model was trained on the other (default: the model's)")
+                                     "when the model was trained on other data (default: the model's)")
     device_arg(p)
     return p
 
@@ -71,9 +72,10 @@ def _show_dir(arg: str | None) -> Path | None:
 SHOW_SUFFIX = "_28x28.png"
 
 
-def show_names(inputs: list[Any]) -> list[str]:
+def show_names(inputs: list[Any], suffix: str = SHOW_SUFFIX) -> list[str]:
     """A distinct PNG name per input: ``<stem>_28x28.png`` (``<stem>-i_28x28.png`` for the i-th array of a
-    .npy, ``~n`` added on a clash); the suffix keeps --show from ever taking a picture's own name."""
+    .npy, ``~n`` added on a clash; ``suffix`` names another size); the suffix keeps --show from ever taking a
+    picture's own name."""
     names: list[str] = []
     taken: set[str] = set()
     counts: dict[Path, int] = {}
@@ -81,9 +83,9 @@ def show_names(inputs: list[Any]) -> list[str]:
         k = counts.get(inp.path, 0)
         counts[inp.path] = k + 1
         stem = inp.path.stem + (f"-{k}" if inp.name.endswith("]") else "")
-        name, n = stem + SHOW_SUFFIX, 2
+        name, n = stem + suffix, 2
         while name in taken:
-            name, n = f"{stem}~{n}{SHOW_SUFFIX}", n + 1
+            name, n = f"{stem}~{n}{suffix}", n + 1
         taken.add(name)
         names.append(name)
     return names
@@ -97,8 +99,11 @@ def _write_png(path: Path, image: Any) -> None:
 
     from xpnet.train.files import atomic_write
 
+    pixels = np.round(np.asarray(image) * 255.0).astype(np.uint8)
+    if pixels.ndim == 3:  # (C, H, W): a grey plane or an RGB picture
+        pixels = pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels, 0, -1)
     buf = io.BytesIO()
-    Image.fromarray(np.round(image * 255.0).astype(np.uint8)).save(buf, format="PNG")
+    Image.fromarray(pixels).save(buf, format="PNG")
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
@@ -111,17 +116,20 @@ def _predict(args: argparse.Namespace) -> int:
     show = _show_dir(args.show)
     model = load_model(args.model, args.device)
     dataset = check_dataset(model, args.dataset, "classify")
+    kind = model.kind if dataset == model.dataset else dataset
     inputs = []
     for f in args.files:
         try:
-            inputs.extend(read_inputs(f, dataset))
+            inputs.extend(read_inputs(f, kind, model.sample_shape))
         except ImageError as exc:
             raise UsageError(str(exc)) from None
     probs = probabilities(model.net, np.stack([i.image for i in inputs]))
     tops = top_k(probs, model.classes, args.top)
 
     if show is not None:
-        targets = [show / name for name in show_names(inputs)]
+        shape = inputs[0].image.shape
+        suffix = SHOW_SUFFIX if shape == (28, 28) else f"_{shape[-1]}x{shape[-2]}.png"
+        targets = [show / name for name in show_names(inputs, suffix)]
         try:
             show.mkdir(parents=True, exist_ok=True)
             for inp, target in zip(inputs, targets, strict=True):

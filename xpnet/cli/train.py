@@ -19,17 +19,19 @@ import argparse
 import dataclasses
 import datetime as _dt
 import math
-import os
 import sys
-import tempfile
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from xpnet import backend, fast_paths, runflags
 from xpnet.accel import tuning
+from xpnet.cli import _run_folder as run_folder
 from xpnet.cli._common import run_notices
+from xpnet.dist.comm import MPIUnavailable, launched_rank
+from xpnet.dist.launch import Launch
 from xpnet.train import checkpoint as ckpt
 from xpnet.train import config as cfgmod
 from xpnet.train import signals
@@ -37,12 +39,10 @@ from xpnet.train.config import ConfigError, RunConfig
 
 PROG = runflags.PROG
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130  # SIGTERM: 143
-OUTPUTS = ("summary.json", "metrics.csv", "curves.png", ckpt.FILENAME, "best.npz")
 build_parser = runflags.build_parser
 
 
-class UsageError(Exception):
-    """Bad input found after parsing (a file, a combination of flags): exit 2, one line."""
+UsageError = run_folder.UsageError
 
 
 # --- messages --------------------------------------------------------------------------------
@@ -54,19 +54,33 @@ def _say(msg: str) -> None:
 # --- the run ---------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``xpnet-train`` and ``scripts/train.py``; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = [PROG, *(sys.argv[1:] if argv is None else argv)]  # for the summary
+    """Entry point of ``xpnet-train`` and ``scripts/train.py``; returns the exit status.
+
+    Under ``mpiexec -n N`` (N > 1) every rank runs this: one data-parallel run (docs/distributed.md).
+    """
     try:
-        # SIGTERM stops like Ctrl-C from here on (the trainer makes both graceful while it trains); as a
-        # container's PID 1 the process would otherwise never see it.
-        with signals.raise_on_signals(), run_notices(PROG, args.quiet):
-            return _main(parser, args)
-    except KeyboardInterrupt as exc:  # before training started (e.g. while reading the data): nothing written
-        signum = signals.signum_of(exc)
-        _say(f"interrupted by {signals.signal_name(signum)}; nothing was written")
-        return signals.exit_status(signum)
+        launch = Launch()
+    except MPIUnavailable as exc:
+        if launched_rank() == 0:
+            _say(f"error: {exc}")
+        return EXIT_USAGE
+    with launch.quiet_others():  # rank 0 alone prints
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        args.argv = [PROG, *(sys.argv[1:] if argv is None else argv)]  # for the summary
+        args.launch = launch
+        if launch.parallel and not args.out and not args.resume:  # the clock names it: rank 0's name
+            args.out = launch.same(str(run_folder.default()))
+        try:
+            # SIGTERM stops like Ctrl-C from here on (the trainer makes both graceful while it trains); as a
+            # container's PID 1 the process would otherwise never see it.
+            with signals.raise_on_signals(), run_notices(PROG, args.quiet):
+                return _main(parser, args)
+        except KeyboardInterrupt as exc:  # before training started (e.g. while reading the data): nothing written
+            signum = signals.signum_of(exc)
+            _say(f"interrupted by {signals.signal_name(signum)}; nothing was written")
+            launch.abort(signals.exit_status(signum))  # other ranks may be waiting for this one
+            return signals.exit_status(signum)
 
 
 def _usage(parser: argparse.ArgumentParser, msg: str) -> NoReturn:
@@ -74,12 +88,21 @@ def _usage(parser: argparse.ArgumentParser, msg: str) -> NoReturn:
 
 
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    launch, error, said = args.launch, None, False
     try:
         plan = _prepare(parser, args)
     except UsageError as exc:
-        _say(f"error: {exc}")
+        error = str(exc)
+    except SystemExit as exc:  # parser.error: the usage and the message are out already
+        if not launch.parallel:
+            raise
+        error, said = f"bad arguments (exit {exc.code})", True
+    error = launch.agree(error)  # every rank goes on, or none: the first reason, once (rank 0)
+    if error is not None:
+        if not said:
+            _say(f"error: {error}")
         return EXIT_USAGE
-    return _run(plan)
+    return _run(plan, launch)
 
 
 class _Plan:
@@ -147,12 +170,12 @@ def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan
                              f"pass --epochs N with N > {st['epoch']} to train further")
 
     # 2. The output folder: it must be writable and must not hold another run.
-    plan.out = _choose_out(args.out, plan.resume)
+    plan.out = run_folder.choose(args.out, plan.resume)
 
     # 3. The device (warns once when cuda falls back to the CPU).
     try:
-        plan.device = backend.device(args.device)
-    except backend.DeviceError as exc:
+        plan.device = backend.device(args.launch.device(args.device))  # several ranks: their own GPUs
+    except (backend.DeviceError, ValueError) as exc:
         _usage(parser, str(exc))
 
     # 4. Net, optimizer and data: the slow checks (the data is read and decoded here).
@@ -161,19 +184,20 @@ def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Plan
     from xpnet.data import DataError
 
     try:
-        plan.net = cfgmod.build_net(cfg, plan.device)
         plan.optimizer = cfgmod.build_optimizer(cfg)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
-    try:
-        plan.data = cfgmod.build_data(cfg, plan.device, tuple(plan.net.input_shape))
+    try:  # the data first: the net takes its input shape and class count from it
+        plan.net, plan.data = cfgmod.build_net_and_data(cfg, plan.device)
     except ConfigError as exc:
         _usage(parser, str(exc))
     except (DataError, OSError) as exc:
         raise UsageError(_one_line(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
     if plan.resume_state is not None:
         stored_data = ckpt.read_config(plan.resume_state).get("data", {})
-        for key in ("name", "n_train", "n_val", "n_test"):
+        for key in ("name", "n_train", "n_val", "n_test", "sample_shape", "classes"):
             if key in stored_data and stored_data[key] != plan.data.info[key]:
                 raise UsageError(f"--resume: the checkpoint was trained on {key}={stored_data[key]}, "
                                  f"but the data now gives {plan.data.info[key]}")
@@ -189,62 +213,13 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
-def _choose_out(out_arg: str | None, resume: Path | None) -> Path:
-    """Where the run writes; refuse a folder holding another run's files or one we cannot write."""
-    if out_arg:
-        out = Path(out_arg)
-    elif resume is not None:
-        out = resume.parent
-    else:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / stamp
-        n = 2
-        while out.exists():
-            out = Path("runs") / f"{stamp}-{n}"
-            n += 1
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    if out.is_dir():
-        taken = [f for f in OUTPUTS if (out / f).exists()]
-        ours = resume is not None and _same_dir(resume.parent, out)
-        if taken and not ours:
-            raise UsageError(f"--out {out} already holds a run ({', '.join(taken)}); choose another --out "
-                             f"or continue it with --resume {out / ckpt.FILENAME}")
-    # The nearest existing ancestor must be a folder we may create things in.
-    probe = out
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out} cannot be created or written ({probe} is not a writable folder)")
-    return out
-
-
-def _same_dir(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
-
-
-def _make_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".probe.", dir=out)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise UsageError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
-
-
 def _describe_net(cfg: RunConfig, net: Any) -> dict[str, Any]:
     n_params = sum(math.prod(tuple(p.shape)) for p in net.params.values())
     return {"name": cfg.model, "class": type(net).__name__, "input_shape": list(net.input_shape),
             "hidden": list(cfg.hidden_sizes), "n_params": int(n_params)}
 
 
-def _run(plan: _Plan) -> int:
+def _run(plan: _Plan, launch: Launch) -> int:
     from xpnet.train import metrics
     from xpnet.train.checkpoint import Checkpoint
     from xpnet.train.metrics import MetricsCSV
@@ -261,8 +236,9 @@ def _run(plan: _Plan) -> int:
     info = plan.data.info
     blas = tuning.blas_info() if dev.is_host else None  # NumPy's BLAS kernel, and any pin of it
     model = _describe_net(cfg, plan.net)
+    dist, root = launch.data_parallel(), launch.is_root  # rank 0 alone prints and writes files
     callbacks: list[Any] = []
-    if not plan.quiet:
+    if not plan.quiet and root:
         callbacks.append(ConsoleProgress(sys.stderr))
     best = None
     if cfg.patience is not None:
@@ -272,9 +248,19 @@ def _run(plan: _Plan) -> int:
     title = f"{info['name']} · {cfg.model} {','.join(map(str, cfg.hidden_sizes))} · {cfg.optimizer} " \
             f"lr {cfg.resolved_lr():g}{_schedule_words(cfg)} · batch {cfg.batch_size}"
     # The checkpoint first: on SIGTERM it is what must be on disk before a process manager's grace period ends.
-    callbacks += [checkpoint, MetricsCSV(out / "metrics.csv"), Plot(out / "curves.png", title=title)]
-    trainer = cfgmod.build_trainer(cfg, plan.net, plan.data, optimizer=plan.optimizer, callbacks=callbacks,
-                                   config={"run": cfg.to_dict(), "data": info, "model": model})
+    callbacks.append(checkpoint)
+    if root:
+        callbacks += [MetricsCSV(out / "metrics.csv"), Plot(out / "curves.png", title=title)]
+    try:
+        trainer = cfgmod.build_trainer(cfg, plan.net, plan.data, optimizer=plan.optimizer, callbacks=callbacks,
+                                       config={"run": cfg.to_dict(), "data": info, "model": model}, dist=dist)
+    except ValueError as exc:  # the batches cannot be cut for this many ranks (the same on every rank)
+        if dist is None:
+            raise
+        _say(f"error: {exc}")
+        return EXIT_USAGE
+    if dist is not None and plan.data.test is not None:
+        dist.shard(plan.data.test)
     if plan.resume_state is not None:
         try:
             trainer.load_state_dict(plan.resume_state)
@@ -283,21 +269,15 @@ def _run(plan: _Plan) -> int:
             return EXIT_USAGE
         checkpoint.saved_step, checkpoint.saved_epoch = trainer.global_step, trainer.epoch
         plan.optimizer.lr = cfg.resolved_lr()  # --lr may change on resume; the stored one must not win
-    try:
-        _make_out(out)
-    except UsageError as exc:
-        _say(f"error: {exc}")
-        return EXIT_USAGE
-
     summary = _start_summary(plan, model, blas, with_best=best is not None)
-    try:
-        metrics.write_summary(out / "summary.json", summary)
-    except OSError as exc:
-        _say(f"error: cannot write {exc.filename or out / 'summary.json'}: {exc.strerror or exc}")
-        return EXIT_FAIL
+    summary["distributed"] = launch.summary()
+    failed = _start_files(out, summary) if root else None
+    failed = launch.same(failed)  # rank 0 made the folder, or every rank stops here
+    if failed is not None:
+        return failed
 
     if not plan.quiet:
-        _start_line(plan, trainer, model, blas)
+        _start_line(plan, trainer, model, blas, launch)
     t0 = time.perf_counter()
     try:
         result = trainer.fit()
@@ -306,18 +286,23 @@ def _run(plan: _Plan) -> int:
         result = trainer.result(time.perf_counter() - t0, "interrupted",
                                 f"interrupted by a second {signals.signal_name(signum)}")
         result.signal = signals.signal_name(signum)
-        _record_end(summary, out, result, time.perf_counter() - t0)
+        _record_end(summary, out, result, time.perf_counter() - t0, write=root)
         where = f"; the last checkpoint (epoch {checkpoint.saved_epoch}, step {checkpoint.saved_step}) is " \
                 f"{checkpoint.path}" if checkpoint.saved_step is not None else "; no checkpoint was written"
         _say(f"interrupted by {result.signal}{where}")
+        launch.abort(signals.exit_status(signum))  # the other ranks may be waiting in the step's allreduce
         return signals.exit_status(signum)
     except Exception as exc:  # the disk filled up, the folder went away, or a bug: say so, record it
         error = _one_line(exc)
         if isinstance(exc, OSError):
             error = f"cannot write {exc.filename or out}: {exc.strerror or exc}"
         result = trainer.result(time.perf_counter() - t0, "failed", error)
-        recorded = _record_end(summary, out, result, time.perf_counter() - t0, error=error)
+        recorded = _record_end(summary, out, result, time.perf_counter() - t0, error=error, write=root)
         _say(f"error: {error}" + ("" if recorded else " (summary.json could not be updated either)"))
+        if launch.parallel:  # the other ranks wait for this one in a collective: end them all
+            if not isinstance(exc, OSError):
+                traceback.print_exc(file=sys.__stderr__)
+            launch.abort(EXIT_FAIL)
         if not isinstance(exc, OSError):
             raise  # a bug: its traceback is what a report needs
         return EXIT_FAIL
@@ -325,7 +310,7 @@ def _run(plan: _Plan) -> int:
     if result.ok:  # the test set, once, on the weights chosen by validation (or the last epoch's)
         with_val = "val" in plan.data.evals
         selection = select_and_test(trainer, plan.data.test if with_val else None, best)
-        if with_val and selection.test_acc is not None and selection.selected_epoch is not None:
+        if with_val and selection.test_acc is not None and selection.selected_epoch is not None and root:
             plot_curves(out / "curves.png", trainer.history, trainer.step_losses, title,
                         final_test=(selection.selected_epoch, selection.test_acc))
         if with_val and not plan.quiet and selection.test_acc is not None:
@@ -334,12 +319,29 @@ def _run(plan: _Plan) -> int:
                  f"{'best epoch' if best is not None else 'last epoch'})")
     wall = time.perf_counter() - t0
 
-    res = _record_end(summary, out, result, wall, selection=selection)
+    res = _record_end(summary, out, result, wall, selection=selection, write=root)
     print(_final_line(info["name"], cfg, dev, res or metrics.final_results(result, selection), out))
     if res is None:
         _say(f"error: summary.json could not be written to {out}")
         return EXIT_FAIL
     return _end_message(plan, trainer, checkpoint, result)
+
+
+def _start_files(out: Path, summary: dict[str, Any]) -> int | None:
+    """Make the run folder and write the starting summary.json; the exit status if that failed, else None."""
+    from xpnet.train import metrics
+
+    try:
+        run_folder.make(out)
+    except UsageError as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
+    try:
+        metrics.write_summary(out / "summary.json", summary)
+    except OSError as exc:
+        _say(f"error: cannot write {exc.filename or out / 'summary.json'}: {exc.strerror or exc}")
+        return EXIT_FAIL
+    return None
 
 
 def _start_summary(plan: _Plan, model: dict[str, Any], blas: dict[str, Any] | None, with_best: bool
@@ -377,20 +379,32 @@ def _start_summary(plan: _Plan, model: dict[str, Any], blas: dict[str, Any] | No
     return summary
 
 
-def _start_line(plan: _Plan, trainer: Any, model: dict[str, Any], blas: dict[str, Any] | None) -> None:
+def _start_line(plan: _Plan, trainer: Any, model: dict[str, Any], blas: dict[str, Any] | None,
+                launch: Launch) -> None:
     """What runs where, the fast paths, and a note when the BLAS kernel is pinned below what the CPU can do."""
     cfg, dev, info = plan.cfg, plan.device, plan.data.info
     where = f"resuming at epoch {trainer.epoch + 1}, step {trainer.global_step}" if plan.resume \
         else f"{cfg.epochs} epochs of {trainer.steps_per_epoch} steps"
-    _say(f"{cfg.model} {'-'.join(map(str, [*model['input_shape'], *cfg.hidden_sizes, 10]))} "
+    n_classes = len(info.get("classes") or []) or 10
+    _say(f"{cfg.model} {'-'.join(map(str, [*model['input_shape'], *cfg.hidden_sizes, n_classes]))} "
          f"({model['n_params']:,} params) on {info['name']} ({info['n_train']} train, "
-         f"{info['n_val']} val, {info['n_test']} test) | {dev.name} ({dev.backend}) | {cfg.optimizer} lr "
+         f"{info['n_val']} val, {info['n_test']} test{_decode_words(info)}) | {dev.name} ({dev.backend}) | "
+         f"{cfg.optimizer} lr "
          f"{cfg.resolved_lr():g}{_schedule_words(cfg)}"
-         f"{f' | augment {cfg.augment}' if cfg.augment else ''} | {where} | out: {plan.out}")
+         f"{f' | augment {cfg.augment}' if cfg.augment else ''} | {where} | out: {plan.out}"
+         f"{f' | {launch.words()}' if launch.parallel else ''}")
     _say(fast_paths.describe_line(dev, plan.net))
     note = tuning.pin_note(blas["core"], blas["pinned"], tuning.cpu_flags()) if blas is not None else None
     if note:
         _say(f"note: {note}")
+
+
+def _decode_words(info: dict[str, Any]) -> str:
+    """How a folder's or CIFAR-10's arrays were had this time: decoded now, or read from the decoded cache."""
+    if info.get("kind") not in ("folder", "cifar10"):
+        return ""
+    how = "from the decoded cache" if info.get("cache_hit") else "decoded"
+    return f"; {how} in {float(info.get('decode_s', 0.0)):.1f} s"
 
 
 def _end_message(plan: _Plan, trainer: Any, checkpoint: Any, result: Any) -> int:
@@ -428,7 +442,7 @@ def _schedule_words(cfg: RunConfig) -> str:
 
 
 def _record_end(summary: dict[str, Any], out: Path, result: Any, wall: float,
-                error: str | None = None, selection: Any = None) -> dict[str, Any] | None:
+                error: str | None = None, selection: Any = None, write: bool = True) -> dict[str, Any] | None:
     """Write summary.json with how the run ended; the results written, or None if even that failed.
 
     Called after a failed write too: the atomic write that failed has already removed its temp file,
@@ -444,6 +458,8 @@ def _record_end(summary: dict[str, Any], out: Path, result: Any, wall: float,
         res["error"] = error
     finished = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     summary.update(status=result.status, finished=finished, results=res, history=result.history)
+    if not write:  # another rank of a data-parallel run writes it
+        return res
     try:
         metrics.write_summary(out / "summary.json", summary)
     except OSError:

@@ -41,8 +41,11 @@ class SampleDataWarning(UserWarning):
 class Dataset:
     """A dataset on the host, with where it came from (the trainer records ``summary()``).
 
-    ``x_*`` are uint8 (N, 28, 28); ``t_*`` uint8 class indices (N,).
-    ``is_sample`` is True for the bundled offline fallback, which is not the full set.
+    ``x_*`` are uint8 (N, 28, 28) for MNIST, (N, C, H, W) for pictures, or what an .npz held
+    (uint8 or float32); ``t_*`` integer class indices (N,). ``is_sample`` is True for the bundled
+    offline fallback, which is not the full set. ``kind`` says how to read a new input the way
+    these were made (see :mod:`xpnet.data.catalog`); ``decode_s`` and ``cache_hit`` how the
+    arrays were had this time.
     """
 
     name: str
@@ -53,16 +56,22 @@ class Dataset:
     x_test: np.ndarray
     t_test: np.ndarray
     classes: list[str] = field(default_factory=list)
+    kind: str = "mnist"
+    decode_s: float = 0.0
+    cache_hit: bool = False
 
     @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        """The class names' count; for arrays made without names, the largest label + 1."""
+        if self.classes:
+            return len(self.classes)
+        return int(max((int(t.max()) for t in (self.t_train, self.t_test) if t.size), default=-1)) + 1
 
     def summary(self) -> dict[str, Any]:
         """Plain data for run summaries and logs."""
         return {"name": self.name, "source": self.source, "is_sample": self.is_sample,
                 "train": int(self.x_train.shape[0]), "test": int(self.x_test.shape[0]),
-                "image_shape": list(self.x_train.shape[1:]), "classes": list(self.classes)}
+                "image_shape": list(self.x_train.shape[1:]), "classes": list(self.classes), "kind": self.kind}
 
     def __repr__(self) -> str:
         sample = ", SAMPLE" if self.is_sample else ""
@@ -267,7 +276,7 @@ def load_dataset(name: str = "mnist", data_dir: Path | str | None = None, *,
             _write_cache(cache_path, key, arrays)
     x_train, t_train, x_test, t_test = arrays
     return Dataset(spec.name, found.source, found.origin == "sample", x_train, t_train, x_test, t_test,
-                   list(spec.classes))
+                   list(spec.classes), kind=spec.name)
 
 
 def load_mnist(normalize: bool = True, flatten: bool = True, one_hot_label: bool = False,

@@ -16,6 +16,7 @@ import numpy as np
 from xpnet import backend
 from xpnet.backend import Device
 from xpnet.data.augment import Augment
+from xpnet.dist.shard import span
 
 
 def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -46,6 +47,8 @@ class DataLoader:
     ``epoch`` counts finished epochs and ``step`` the batches handed out in the
     current one; :meth:`state_dict` / :meth:`load_state_dict` save and restore
     them, and the next iteration resumes at that batch. One iteration runs at a time.
+    Under data-parallel training :meth:`shard` makes it hand out one rank's part of every batch;
+    ``batch_sizes`` is (this part's size, the whole batch's) for the batch handed out last.
     Index labels are checked to lie in [0, num_classes) here, once, so the training step need
     not check them again (``SoftmaxWithLoss.check_labels``): no device→host sync per step.
     """
@@ -65,6 +68,8 @@ class DataLoader:
             raise ValueError(f"batch_size must be between 1 and the number of samples ({n}), got {batch_size}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if len(t.shape) == 2 and t.shape[1] == 1 and backend.array_namespace(t).isdtype(t.dtype, "integral"):
+            t = backend.array_namespace(t).reshape(t, (m,))  # the book's column of class indices: checked as such
         x_shape, t_shape = tuple(x.shape), tuple(t.shape)
         if len(t_shape) not in (1, 2):
             raise ValueError(f"t must be class indices (N,) or one-hot (N, C), got shape {t_shape}")
@@ -83,6 +88,8 @@ class DataLoader:
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self.epoch = 0
         self.step = 0
+        self.rank, self.ranks = 0, 1
+        self.batch_sizes = (0, 0)
         self._n = n
         self._sample_shape = self._out_shape(x_shape[1:])
         self.augment = augment
@@ -92,16 +99,17 @@ class DataLoader:
 
         dev, xp = self.device, self.device.xp
         self.dtype = dev.dtype(dtype) if isinstance(dtype, str) else dtype
-        # The single host-to-device copy of the data, in its stored dtype (uint8 images stay uint8).
-        self.x = dev.asarray(x)
-        self._scale = bool(normalize) and xp.isdtype(self.x.dtype, "integral")
-        t_dev = dev.asarray(t)
-        self.t = xp.astype(t_dev, xp.int64) if len(t_shape) == 1 else t_dev
-        if not isinstance(t, np.ndarray) and len(t_shape) == 1:  # device labels: checked here, once
-            lo, hi = int(xp.min(self.t)), int(xp.max(self.t))
-            if lo < 0 or hi >= num_classes:
-                raise ValueError(f"labels must be in 0..{num_classes - 1}, found {lo}..{hi}")
-        self._classes = xp.arange(self.num_classes, dtype=xp.int64, device=dev.native)
+        with dev.context():  # CuPy casts and compares on the current GPU: make it the loader's
+            # The single host-to-device copy of the data, in its stored dtype (uint8 images stay uint8).
+            self.x = dev.asarray(x)
+            self._scale = bool(normalize) and xp.isdtype(self.x.dtype, "integral")
+            t_dev = dev.asarray(t)
+            self.t = xp.astype(t_dev, xp.int64) if len(t_shape) == 1 else t_dev
+            if not isinstance(t, np.ndarray) and len(t_shape) == 1:  # device labels: checked here, once
+                lo, hi = int(xp.min(self.t)), int(xp.max(self.t))
+                if lo < 0 or hi >= num_classes:
+                    raise ValueError(f"labels must be in 0..{num_classes - 1}, found {lo}..{hi}")
+            self._classes = xp.arange(self.num_classes, dtype=xp.int64, device=dev.native)
 
     def _out_shape(self, rest: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample output shape: (D,) when flattening, else (C, H, W)."""
@@ -121,6 +129,13 @@ class DataLoader:
             if side * side == rest[0]:
                 return (1, side, side)
         raise ValueError(f"cannot make NCHW batches from samples of shape {rest}; pass flatten=True")
+
+    def shard(self, rank: int, size: int) -> None:
+        """From now on hand out part ``rank`` of ``size`` of every batch (:func:`xpnet.dist.shard.span`):
+        the epoch's order, batches and state stay the global ones, as in one process."""
+        if not 0 <= rank < size:
+            raise ValueError(f"rank must be in 0..{size - 1}, got {rank}")
+        self.rank, self.ranks = int(rank), int(size)
 
     @property
     def num_samples(self) -> int:
@@ -144,15 +159,21 @@ class DataLoader:
         while self.step < nb:
             lo = self.step * self.batch_size
             hi = min(lo + self.batch_size, self._n)
-            if order is None:
-                xb, tb = self.x[lo:hi, ...], self.t[lo:hi, ...]
-            else:
-                idx = order[lo:hi]
-                xb, tb = xp.take(self.x, idx, axis=0), xp.take(self.t, idx, axis=0)
+            whole = hi - lo
+            if self.ranks > 1:
+                lo, hi = span(lo, hi, self.rank, self.ranks)
+            self.batch_sizes = (hi - lo, whole)
+            with dev.context():  # the batch is made on the loader's GPU; the caller's stays current at yield
+                if order is None:
+                    xb, tb = self.x[lo:hi, ...], self.t[lo:hi, ...]
+                else:
+                    idx = order[lo:hi]
+                    xb, tb = xp.take(self.x, idx, axis=0), xp.take(self.t, idx, axis=0)
+                if choices is not None:
+                    xb = self._augment(xb, choices[lo:hi, ...])
+                batch = self._convert(xb, tb)
             self.step += 1
-            if choices is not None:
-                xb = self._augment(xb, choices[lo:hi, ...])
-            yield self._convert(xb, tb)
+            yield batch
         self.epoch += 1
         self.step = 0
 

@@ -24,7 +24,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def predict_logits(net: Any, x: np.ndarray, batch_size: int = 1000, dtype: str | None = None) -> np.ndarray:
-    """Logits (N, classes) of ``net`` for host images ``x``: uint8 (N, 28, 28) scaled by 1/255, or floats."""
+    """Logits (N, classes) of ``net`` for host samples ``x`` (N, ...): uint8 scaled by 1/255, or floats."""
     n = int(x.shape[0])
     if n == 0:
         return np.zeros((0, 10), dtype=np.float32)

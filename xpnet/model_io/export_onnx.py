@@ -5,8 +5,9 @@ evaluation time: Affine → Gemm (Flatten first when its input has more axes), C
 max Pooling → MaxPool (after a zero Pad when the layer pads: the book pads with zeros, ONNX's
 MaxPool with −∞), Relu/Sigmoid/Tanh → the same, BatchNormalization → BatchNormalization with the
 running statistics, Dropout → Identity (xpnet's dropout is inverted, so evaluation is the
-identity), Flatten → Flatten. The graph is float32 with one input ``input`` ((N, 784) for MLPs,
-(N, 1, 28, 28) for conv nets) and one output ``logits``; weights keep the book's names.
+identity), Flatten → Flatten. The graph is float32 with one input ``input`` ((N, D) for MLPs,
+(N, C, H, W) for conv nets: (N, 784) and (N, 1, 28, 28) for MNIST) and one output ``logits``;
+weights keep the book's names.
 """
 
 from __future__ import annotations
@@ -147,17 +148,37 @@ def build_graph(net: Any, metadata: Mapping[str, str] | None = None) -> Any:
     return model
 
 
-def metadata(model_name: str, dataset: str, classes: list[str], flat_input: bool) -> dict[str, str]:
-    """What a consumer of the .onnx needs to feed it: the dataset, the class names and the preprocessing."""
-    layout = "(N, 784): 28x28 images flattened row by row" if flat_input else "(N, 1, 28, 28): NCHW"
+def metadata(model_name: str, dataset: str, classes: list[str], flat_input: bool, *,
+             image_shape: tuple[int, int, int] | None = (1, 28, 28), mnist_like: bool = True) -> dict[str, str]:
+    """What a consumer of the .onnx needs to feed it: the dataset, the class names and the preprocessing.
+
+    ``image_shape`` is the training images' (C, H, W) (None for vector data); ``mnist_like`` says
+    whether they are MNIST-style drawings (light ink on black) or pictures resized to (H, W).
+    """
+    if image_shape is None:
+        layout = "(N, D): the vectors the model was trained on"
+    else:
+        c, h, w = image_shape
+        layout = (f"(N, {c * h * w}): {c}x{h}x{w} images flattened in (C, H, W) order" if flat_input
+                  else f"(N, {c}, {h}, {w}): NCHW")
+        if (c, h, w) == (1, 28, 28) and flat_input:
+            layout = "(N, 784): 28x28 images flattened row by row"
+    if mnist_like:
+        how = (f"grey levels scaled to [0, 1] (pixel / 255), light ink on a black background as in {dataset}; "
+               "for your own pictures see `xpnet predict`")
+    elif image_shape is not None:
+        planes = "grey" if image_shape[0] == 1 else "R, G, B planes"
+        how = (f"pictures resized to {image_shape[2]}x{image_shape[1]} (bilinear), {planes}, scaled to [0, 1] "
+               "(pixel / 255), as `xpnet predict` does")
+    else:
+        how = "the values as in the training arrays (uint8 / 255, floats as they are)"
     return {
         "dataset": dataset,
         "classes": json.dumps(classes),
         "model": model_name,
         "input": f"float32 {layout}",
-        "preprocessing": ("grey levels scaled to [0, 1] (pixel / 255), light ink on a black background as in "
-                          f"{dataset}; for your own pictures see `xpnet predict`"),
-        "output": "logits (N, 10); softmax gives the class probabilities",
+        "preprocessing": how,
+        "output": f"logits (N, {len(classes)}); softmax gives the class probabilities",
     }
 
 

@@ -57,6 +57,19 @@ def confusion_png(ev: Evaluation, classes: Sequence[str], path: str | os.PathLik
     return _save(fig, path)
 
 
+def _as_picture(a: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """One sample as something imshow draws, and its colour map: MNIST-style (28, 28) as dark ink on white
+    (the book's figure), (1, H, W) pictures in grey, (3, H, W) in colour; vectors that are no image: None."""
+    if a.ndim == 1:
+        side = math.isqrt(a.size)
+        return (a.reshape(side, side), "gray_r") if side * side == a.size else (None, None)
+    if a.ndim == 2:
+        return a, "gray_r"
+    if a.shape[0] == 1:
+        return a[0], "gray"
+    return (np.moveaxis(a[:3], 0, -1), None) if a.shape[0] == 3 else (a[0], "gray")
+
+
 def mistakes_png(ev: Evaluation, images: np.ndarray, classes: Sequence[str], path: str | os.PathLike[str],
                  limit: int = 40, columns: int = 8, title: str = "") -> Path:
     """A grid of misclassified images, most confident mistakes first, each captioned true → predicted (p)."""
@@ -68,8 +81,11 @@ def mistakes_png(ev: Evaluation, images: np.ndarray, classes: Sequence[str], pat
     axes = np.atleast_1d(fig.subplots(rows, columns)).reshape(-1)
     for ax in axes:
         ax.set_axis_off()
+    top = 255 if images.dtype == np.uint8 else 1
     for ax, i in zip(axes, order, strict=False):
-        ax.imshow(images[i].reshape(28, 28), cmap="gray_r", vmin=0, vmax=255 if images.dtype == np.uint8 else 1)
+        picture, cmap = _as_picture(images[i])
+        if picture is not None:
+            ax.imshow(picture if cmap else np.clip(picture / top, 0, 1), cmap=cmap, vmin=0, vmax=top)
         true, pred = _short(classes[ev.labels[i]]), _short(classes[ev.predicted[i]])
         ax.set_title(f"{true}→{pred}\n{_percent(ev.confidence(i))}", fontsize=7, color="firebrick", pad=2)
     n_wrong = ev.n - ev.correct

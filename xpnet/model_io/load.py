@@ -46,14 +46,34 @@ class LoadedModel:
 
     @property
     def classes(self) -> list[str]:
-        """Class names: Fashion-MNIST's garments, or the digits "0".."9" for MNIST."""
+        """Class names as the run recorded them (folder names, CIFAR-10's, an .npz's class_names); for runs
+        from before they were recorded, Fashion-MNIST's garments or the digits "0".."9" for MNIST."""
+        stored = self.data.get("classes")
+        if isinstance(stored, list) and stored:
+            return [str(c) for c in stored]
         spec = SPECS.get(self.config.dataset)
         names = list(spec.classes) if spec is not None and spec.classes else []
         return names if len(names) == 10 else [str(i) for i in range(10)]
 
     @property
+    def kind(self) -> str:
+        """How the training data was made: 'mnist', 'fashion-mnist', 'cifar10', 'folder' or 'npz'."""
+        return str(self.data.get("kind") or self.config.dataset)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One training sample's shape as stored: (28, 28) for MNIST, (C, H, W) for pictures, (D,) for vectors."""
+        return stored_sample_shape(self.data)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) of the training images, None when the data were vectors."""
+        s = self.sample_shape
+        return (s[0], s[1], s[2]) if len(s) == 3 else (1, s[0], s[1]) if len(s) == 2 else None
+
+    @property
     def flat_input(self) -> bool:
-        """True for MLPs, which take (N, 784); conv nets take (N, 1, 28, 28)."""
+        """True for MLPs, which take (N, D) (784 for MNIST); conv nets take (N, C, H, W)."""
         return len(tuple(self.net.input_shape)) == 1
 
     @property
@@ -87,14 +107,24 @@ def load_model(path: str | os.PathLike[str], device: str | backend.Device = "aut
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{file} holds a config this xpnet cannot rebuild a net from ({exc})") from None
     dev = device if isinstance(device, backend.Device) else backend.device(device)
-    net = build_net(cfg, dev)
+    data = dict(stored.get("data") or {})
+    try:
+        net = build_net(cfg, dev, stored_sample_shape(data), len(data.get("classes") or []) or 10)
+    except (ConfigError, ValueError) as exc:
+        raise ModelError(f"{file}: cannot rebuild its net ({exc})") from None
     try:
         net.load_state_dict(ckpt.section(arrays, "net"))
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{file}: the weights do not fit its own config ({exc})") from None
     run_dir = file.parent
-    return LoadedModel(net=net, config=cfg, checkpoint=file, run_dir=run_dir,
-                       data=dict(stored.get("data") or {}), summary=_summary(run_dir, file))
+    return LoadedModel(net=net, config=cfg, checkpoint=file, run_dir=run_dir, data=data,
+                       summary=_summary(run_dir, file))
+
+
+def stored_sample_shape(data: dict[str, Any]) -> tuple[int, ...]:
+    """The sample shape a run recorded (runs from before it was recorded trained on 28x28 MNIST images)."""
+    shape = data.get("sample_shape")
+    return tuple(int(s) for s in shape) if isinstance(shape, list) and shape else (28, 28)
 
 
 def _read(file: Path) -> dict[str, Any]:

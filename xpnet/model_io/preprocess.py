@@ -154,11 +154,17 @@ def preprocess(grey: np.ndarray, dataset: str = "mnist", name: str = "image") ->
     return STYLES[dataset](grey, name).astype(np.float32)
 
 
-def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
-    """Ready-made inputs from a .npy: (28, 28) or (N, 28, 28), uint8 0..255 or floats 0..1 → float32 (N, 28, 28).
+def read_npy(path: str | os.PathLike[str], shape: tuple[int, ...] = (SIZE, SIZE),
+             floats_as_given: bool = False) -> np.ndarray:
+    """Ready-made inputs from a .npy: one sample of ``shape`` ((28, 28) for MNIST) or a stack (N, *shape),
+    uint8 0..255 or floats 0..1 → float32 (N, *shape).
 
     They are taken as the datasets store them (light ink on black, already centred): no preprocessing.
+    ``floats_as_given``: floats of any range are used as they are, as an .npz data set's floats were
+    in training (integers are still grey levels 0..255).
     """
+    want = tuple(shape)
+    text = ", ".join(map(str, want))
     p = Path(path)
     try:
         a = np.load(p, allow_pickle=False)
@@ -166,16 +172,18 @@ def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageError(f"{p}: not a readable .npy array ({_first_line(exc)})") from None
     if not isinstance(a, np.ndarray):
         a.close()  # an NpzFile holds the file open
-        raise ImageError(f"{p}: holds several arrays (an .npz?); give one (28, 28) or (N, 28, 28) array")
-    if a.ndim == 2:
+        raise ImageError(f"{p}: holds several arrays (an .npz?); give one ({text}) or (N, {text}) array")
+    if a.shape == want:
         a = a[None]
-    if a.ndim != 3 or a.shape[1:] != (SIZE, SIZE) or a.shape[0] == 0:
-        raise ImageError(f"{p}: array of shape {a.shape}; expected (28, 28) or (N, 28, 28) with N >= 1")
+    if a.shape[1:] != want or a.shape[0] == 0:
+        raise ImageError(f"{p}: array of shape {a.shape}; expected ({text}) or (N, {text}) with N >= 1")
     if a.dtype.kind not in "uif":
         raise ImageError(f"{p}: array of dtype {a.dtype}; expected grey levels (uint8 0..255 or floats 0..1)")
     x = a.astype(np.float64)
     if not np.isfinite(x).all():
         raise ImageError(f"{p}: the array holds NaN or inf values")
+    if floats_as_given and a.dtype.kind == "f":
+        return x.astype(np.float32)
     if x.min() < 0 or x.max() > 255:
         raise ImageError(f"{p}: values {x.min():g}..{x.max():g}; expected 0..255 (uint8) or 0..1 (floats)")
     if a.dtype.kind in "ui" or x.max() > 1.0:

@@ -19,7 +19,7 @@ from typing import Any
 from xpnet import backend
 from xpnet.runflags import TrainFlags, command
 from xpnet.train import checkpoint as ckpt
-from xpnet.train.config import build_data, build_net, build_trainer
+from xpnet.train.config import build_net_and_data, build_trainer
 from xpnet.train.files import write_json
 
 #: Flags the final run sets itself.
@@ -53,14 +53,12 @@ def run_final(best: Any, out: Path, device: str) -> dict[str, Any]:
     epochs = int(best.user_attrs.get("best_epoch") or cfg.epochs)
     dev = backend.device(device)
     # How many images validation held out: the trial's own split of the same dataset.
-    net = build_net(cfg, dev)
-    trial_data = build_data(cfg, dev, tuple(net.input_shape), with_test=False)
+    _, trial_data = build_net_and_data(cfg, dev, with_test=False)
     n_val = trial_data.info["n_val"]
     limit = None if cfg.limit_train is None else cfg.limit_train + n_val
     argv_final = final_argv(argv, epochs, limit)
     cfg_final = dataclasses.replace(flags.config(argv_final))
-    net = build_net(cfg_final, dev)
-    data = build_data(cfg_final, dev, tuple(net.input_shape))
+    net, data = build_net_and_data(cfg_final, dev)
     test_loader = data.evals.pop("test")  # evaluated once, after training
     from xpnet.train.checkpoint import Checkpoint
     from xpnet.train.metrics import MetricsCSV

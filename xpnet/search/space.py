@@ -27,7 +27,8 @@ from typing import Any
 
 KINDS = ("uniform", "log-uniform", "int", "log-int", "choice")
 #: Train flags a space may not draw: they decide what the search is judged on or where it runs.
-FIXED = ("dataset", "data-dir", "val-split", "seed", "device", "out", "resume", "quiet", "model")
+FIXED = ("dataset", "data-dir", "val-split", "test-split", "image-size", "channels", "strict-images", "seed", "device",
+         "out", "resume", "quiet", "model")
 
 Value = bool | int | float | str
 

@@ -112,7 +112,8 @@ def prepare(args: Any, rest: Sequence[str], space: spacemod.Space | None = None)
         source = f"the default space of --model {s.cfg.model}"
     _check_space(s, source)
     s.devices = _devices(args.devices)
-    s.study_name = args.study or f"{s.cfg.model}-{s.cfg.dataset}"
+    data_name = Path(s.cfg.dataset).stem if s.cfg.dataset_is_path else s.cfg.dataset  # a folder: its name
+    s.study_name = args.study or f"{s.cfg.model}-{data_name}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", s.study_name):
         raise SearchError(f"--study {s.study_name!r}: use letters, digits, '.', '_' and '-'")
     s.out = Path(args.out) if args.out else Path("runs") / "search" / s.study_name
@@ -142,24 +143,36 @@ def _check_space(s: Search, source: str) -> None:
 
 
 def _devices(spec: str) -> list[str]:
-    names = [d.strip() for d in spec.split(",") if d.strip()]
+    """The device names of ``--devices``, checked without touching a GPU: every worker (and the supervisor)
+    reads this list, and resolving a GPU opens a CUDA context on it, so each worker resolves only its own
+    (:func:`worker_device`). A numbered GPU is checked against the device count here."""
+    names = [d.strip().lower() for d in spec.split(",") if d.strip()]
     if not names:
         raise SearchError("--devices is empty; give cpu, auto or cuda:0,cuda:1,...")
-    resolved = []
     for name in names:
-        m = re.fullmatch(r"cuda:(\d+)", name.lower())
-        if m:  # a numbered GPU is a promise about this machine: no silent CPU fallback for it
-            ok, reason, count = backend.cuda_status()
-            if not ok:
+        m = re.fullmatch(r"(cpu|auto|cuda)(?::(\d+))?", name)
+        if not m or (m.group(1) != "cuda" and m.group(2) is not None):
+            raise SearchError(f"--devices {name}: unknown device; expected cpu, auto, cuda or cuda:N")
+        if m.group(2) is not None:  # a numbered GPU is a promise about this machine: no silent CPU fallback
+            count, reason = backend.cuda_count()
+            if count == 0:
                 raise SearchError(f"--devices {name}: CUDA is unusable here: {reason}")
-            if int(m.group(1)) >= count:
+            if int(m.group(2)) >= count:
                 raise SearchError(f"--devices {name}: this machine has {count} CUDA device(s) "
-                                 f"(cuda:0..cuda:{count - 1})")
-        try:
-            resolved.append(backend.device(name).name)
-        except backend.DeviceError as exc:
-            raise SearchError(f"--devices {name}: {exc}") from None
-    return resolved
+                                  f"(cuda:0..cuda:{count - 1})")
+    return names
+
+
+def worker_device(s: Search, worker: int) -> backend.Device:
+    """Worker ``worker``'s device, resolved (and so opened) in that worker alone; a numbered GPU that cannot
+    run a kernel is an error there, not a silent CPU run."""
+    name = s.devices[worker % len(s.devices)]
+    m = re.fullmatch(r"cuda:(\d+)", name)
+    if m:
+        ok, reason, _ = backend.cuda_status(int(m.group(1)))
+        if not ok:
+            raise SearchError(f"--devices {name}: CUDA is unusable here: {reason}")
+    return backend.device(name)
 
 
 def objective_signature(s: Search) -> dict[str, Any]:
@@ -250,10 +263,10 @@ def run_in_process(s: Search, worker: int, dataset: Any = None, reap_local: bool
     """
     from xpnet.search.trial import Objective, TrialSetup
 
-    device = s.devices[worker % len(s.devices)]
-    setup = TrialSetup(base_argv=s.base_argv, space=s.space, out=s.out, device=device,
+    dev = worker_device(s, worker)
+    setup = TrialSetup(base_argv=s.base_argv, space=s.space, out=s.out, device=dev.name,
                        worker=f"w{worker}@{socket.gethostname()}", quiet=s.args.quiet)
-    if backend.device(device).is_host:
+    if dev.is_host:
         from xpnet.accel import tuning
 
         tuning.keep_freed_host_memory()  # as xpnet train does: an application's choice

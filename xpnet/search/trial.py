@@ -25,7 +25,7 @@ from xpnet import backend
 from xpnet.runflags import TrainFlags
 from xpnet.search import space as spacemod
 from xpnet.train import checkpoint as ckpt
-from xpnet.train.config import RunConfig, build_data, build_net, build_trainer, load_data
+from xpnet.train.config import RunConfig, build_net_and_data, build_trainer, load_data
 from xpnet.train.trainer import Callback, Record, Trainer
 
 #: How a trial ended, as stored in its "status" user attribute (Optuna's own state is coarser).
@@ -135,8 +135,7 @@ class Objective:
         from xpnet.train.metrics import MetricsCSV
 
         def fresh() -> Trainer:
-            net = build_net(cfg, self.device)
-            data = build_data(cfg, self.device, tuple(net.input_shape), dataset=self.dataset(cfg), with_test=False)
+            net, data = build_net_and_data(cfg, self.device, dataset=self.dataset(cfg), with_test=False)
             return build_trainer(cfg, net, data)  # as `xpnet train` builds it: schedule, clipping and all
 
         trainer = fresh()

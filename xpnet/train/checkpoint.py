@@ -124,6 +124,10 @@ class Checkpoint:
     epoch: after a step, once that much time has passed since the last save, it saves mid-epoch (the
     loader's position included, so a resumed run continues with the next batch). A diverged run saves
     nothing, so the last good checkpoint stays on disk. ``clock`` is for tests.
+
+    In a data-parallel run every rank runs this callback (making the state is a collective: batch
+    norm's running statistics are averaged), rank 0 alone writes, and a time-based save happens when
+    the ranks agree on it (a vote that goes round with the gradients), after the same step on all.
     """
 
     def __init__(self, path: str | os.PathLike[str], every: float | None = None,
@@ -142,7 +146,10 @@ class Checkpoint:
         if trainer.stop_status == "diverged":
             return
         try:
-            save(self.path, state)
+            if trainer.writes:
+                save(self.path, state)
+            else:  # another rank writes it; the same state gets the same verdict here
+                check_finite(state)
         except CheckpointError as exc:
             trainer.request_stop("diverged", str(exc))
             return
@@ -153,9 +160,20 @@ class Checkpoint:
         self._last_save = self.clock()
 
     def on_step_end(self, trainer: Any) -> None:
-        if self.every is not None and self.clock() - self._last_save >= self.every \
-                and trainer.step_in_epoch < trainer.steps_per_epoch:  # the epoch's end saves anyway
-            self.save(trainer)
+        if self.every is None:
+            return
+        mid_epoch = trainer.step_in_epoch < trainer.steps_per_epoch  # the epoch's end saves anyway
+        due = self.clock() - self._last_save >= self.every
+        dist = trainer.dist
+        if dist is None:
+            if due and mid_epoch:
+                self.save(trainer)
+        elif dist.agreed_save:
+            dist.saved()
+            if mid_epoch:
+                self.save(trainer)
+        elif due:
+            dist.vote_save()
 
     def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None:
         self.save(trainer)

@@ -16,7 +16,8 @@ from typing import Any
 from xpnet import backend
 
 MODELS = ("two-layer", "mlp", "convnet", "deep-convnet")
-DATASETS = ("mnist", "fashion-mnist")
+#: The data sets known by name; --dataset also takes an image folder or an .npz (recorded absolute).
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 SCHEDULES = ("constant", "step", "cosine")
@@ -42,6 +43,10 @@ class RunConfig:
 
     dataset: str = "mnist"
     data_dir: str | None = None
+    test_split: float = 0.2
+    image_size: int | None = None
+    channels: int | None = None
+    strict_images: bool = False
     model: str = "mlp"
     hidden: tuple[int, ...] | None = None
     activation: str = "relu"
@@ -89,7 +94,7 @@ class RunConfig:
     # --- checks -----------------------------------------------------------------------------
     def validate(self) -> RunConfig:
         """Raise ConfigError on the first setting that cannot work; return self."""
-        _choice("--dataset", self.dataset, DATASETS)
+        self._validate_dataset()
         _choice("--model", self.model, MODELS)
         _choice("--activation", self.activation, ACTIVATIONS)
         _choice("--optimizer", self.optimizer, OPTIMIZERS)
@@ -125,6 +130,29 @@ class RunConfig:
         if self.augment is not None:
             self.augment = str(self.augment_spec())
         return self
+
+    @property
+    def dataset_is_path(self) -> bool:
+        """True when --dataset is a folder or .npz rather than one of :data:`DATASETS`."""
+        return self.dataset not in DATASETS
+
+    def _validate_dataset(self) -> None:
+        """Names must be known; a path is only checked for its form here (a saved model must load without it)."""
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ConfigError(f"--dataset must be {', '.join(DATASETS)}, an image folder or an .npz, got "
+                              f"{self.dataset!r}")
+        if not (isinstance(self.test_split, float | int) and 0.0 < self.test_split < 1.0):
+            raise ConfigError(f"--test-split must be between 0 and 1 (exclusive), got {self.test_split!r}")
+        if self.image_size is not None and not (isinstance(self.image_size, int) and 1 <= self.image_size <= 4096):
+            raise ConfigError(f"--image-size must be a side in pixels from 1 to 4096, got {self.image_size!r}")
+        if self.channels not in (None, 1, 3):
+            raise ConfigError(f"--channels must be 1 (grey) or 3 (colour), got {self.channels!r}")
+        folder = self.dataset_is_path and not self.dataset.lower().endswith(".npz")
+        if not folder:
+            for flag, used in (("--image-size", self.image_size is not None), ("--channels", self.channels is not None),
+                               ("--strict-images", self.strict_images)):
+                if used:
+                    raise ConfigError(f"{flag} applies to an image folder (--dataset DIR), not to {self.dataset}")
 
     def _validate_schedule(self) -> None:
         _choice("--schedule", self.schedule, SCHEDULES)
@@ -239,25 +267,45 @@ def _csv(values: tuple[int, ...]) -> str:
 
 # --- builders --------------------------------------------------------------------------------
 
-def build_net(cfg: RunConfig, dev: backend.Device) -> Any:
-    """The book's net for ``cfg.model`` on ``dev``, weights drawn from ``cfg.seed``."""
+def net_input(cfg: RunConfig, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The input shape of ``cfg.model`` for samples of ``sample_shape``: (D,) for MLPs (images flattened),
+    (C, H, W) for conv nets (grey (H, W) images get one channel; square vectors are taken as grey images)."""
+    shape = tuple(int(s) for s in sample_shape)
+    if cfg.model in ("two-layer", "mlp"):
+        return (math.prod(shape),)
+    if len(shape) == 3:
+        return shape
+    if len(shape) == 2:
+        return (1, *shape)
+    side = math.isqrt(shape[0]) if len(shape) == 1 else 0
+    if side * side == shape[0] and side > 0:
+        return (1, side, side)
+    raise ConfigError(f"--model {cfg.model} needs images, but {cfg.dataset} holds vectors of shape {shape}; "
+                      f"use --model mlp or give (N, C, H, W) arrays")
+
+
+def build_net(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...] = (1, 28, 28),
+              num_classes: int = 10) -> Any:
+    """The book's net for ``cfg.model`` on ``dev`` for samples of ``input_shape`` (the data's: see
+    :func:`net_input`) and ``num_classes`` outputs, weights drawn from ``cfg.seed``."""
     from xpnet import nets
 
     common: dict[str, Any] = {"device": dev, "seed": cfg.seed, "dtype": cfg.dtype}
     hidden = cfg.hidden_sizes
+    shape = net_input(cfg, input_shape)
     if cfg.model == "two-layer":
-        return nets.TwoLayerNet(784, hidden[0], 10, weight_init_std=cfg.weight_init_std(), **common)
+        return nets.TwoLayerNet(shape[0], hidden[0], num_classes, weight_init_std=cfg.weight_init_std(), **common)
     if cfg.model == "mlp":
-        return nets.MultiLayerNet(784, list(hidden), 10, activation=cfg.activation,
+        return nets.MultiLayerNet(shape[0], list(hidden), num_classes, activation=cfg.activation,
                                   weight_init_std=cfg.weight_init_std(),
                                   weight_decay_lambda=cfg.weight_decay, use_dropout=cfg.dropout > 0,
                                   dropout_ratio=cfg.dropout if cfg.dropout > 0 else 0.5,
                                   use_batchnorm=cfg.batchnorm, **common)
     if cfg.model == "convnet":
-        return nets.SimpleConvNet(input_dim=(1, 28, 28), hidden_size=hidden[0], output_size=10,
+        return nets.SimpleConvNet(input_dim=shape, hidden_size=hidden[0], output_size=num_classes,
                                   weight_init_std=cfg.weight_init_std(),
                                   weight_decay_lambda=cfg.weight_decay, **common)
-    return nets.DeepConvNet(input_dim=(1, 28, 28), hidden_size=hidden[0], output_size=10,
+    return nets.DeepConvNet(input_dim=shape, hidden_size=hidden[0], output_size=num_classes,
                             weight_decay_lambda=cfg.weight_decay, **common)
 
 
@@ -300,7 +348,16 @@ def load_data(cfg: RunConfig) -> Any:
     """The dataset (host arrays); raises xpnet.data.DataError for missing or bad files."""
     from xpnet import data
 
-    return data.load_dataset(cfg.dataset, data_dir=cfg.data_dir)
+    return data.open_dataset(cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
+                             test_split=cfg.test_split, strict_images=cfg.strict_images)
+
+
+def build_net_and_data(cfg: RunConfig, dev: backend.Device, dataset: Any = None,
+                       with_test: bool = True) -> tuple[Any, Data]:
+    """The data first, then the net that fits it (input shape and class count), then its loaders."""
+    ds = dataset if dataset is not None else load_data(cfg)
+    net = build_net(cfg, dev, tuple(ds.x_train.shape[1:]), ds.num_classes)
+    return net, build_data(cfg, dev, tuple(net.input_shape), dataset=ds, with_test=with_test)
 
 
 def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...],
@@ -327,7 +384,7 @@ def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...]
     if cfg.batch_size > len(x):
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the {len(x)} training images")
     flatten = len(input_shape) == 1
-    common: dict[str, Any] = {"device": dev, "flatten": flatten, "dtype": cfg.dtype}
+    common: dict[str, Any] = {"device": dev, "flatten": flatten, "dtype": cfg.dtype, "num_classes": ds.num_classes}
     try:
         train = data.DataLoader(x, t, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment_spec(),
                                 **common)
@@ -348,24 +405,27 @@ def build_data(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...]
     info = {"name": ds.name, "source": str(ds.source), "is_sample": bool(ds.is_sample),
             "n_train": int(len(x)), "n_train_eval": int(n_eval),
             "n_val": int(len(xv)) if xv is not None else 0,
-            "n_test": int(len(ds.x_test)) if with_test else 0}
+            "n_test": int(len(ds.x_test)) if with_test else 0, "kind": ds.kind,
+            "sample_shape": [int(s) for s in ds.x_train.shape[1:]], "classes": list(ds.classes),
+            "decode_s": round(float(ds.decode_s), 3), "cache_hit": bool(ds.cache_hit)}
     return Data(train, evals, info, test)
 
 
 def build_trainer(cfg: RunConfig, net: Any, data: Data, *, optimizer: Any = None, callbacks: Sequence[Any] = (),
-                  config: dict[str, Any] | None = None) -> Any:
+                  config: dict[str, Any] | None = None, dist: Any = None) -> Any:
     """The Trainer of ``cfg``: its optimizer, epochs, learning-rate schedule and gradient clipping.
 
     The one place a RunConfig becomes a training loop: `xpnet train`, every search trial and
     the search's ``--final`` run call it, so none of them can train differently from the others
-    (a trial once ignored --schedule and --clip-norm that its command applied).
+    (a trial once ignored --schedule and --clip-norm that its command applied). ``dist``: one rank of a
+    data-parallel run (:class:`xpnet.dist.parallel.DataParallel`).
     """
     from xpnet.train.trainer import Trainer
 
     return Trainer(net, optimizer if optimizer is not None else build_optimizer(cfg), data.train,
                    epochs=cfg.epochs, evals=data.evals, callbacks=callbacks,
                    config=config if config is not None else {"run": cfg.to_dict(), "data": data.info},
-                   schedule=build_schedule(cfg, len(data.train)), clip_norm=cfg.clip_norm)
+                   schedule=build_schedule(cfg, len(data.train)), clip_norm=cfg.clip_norm, dist=dist)
 
 
 #: Units a DURATION flag (``--checkpoint-every 10m``) may end in, in seconds; none means seconds.

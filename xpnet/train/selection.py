@@ -57,7 +57,10 @@ class BestCheckpoint(Callback):
             return
         state = trainer.state_dict()
         try:
-            ckpt.save(self.path, state)
+            if trainer.writes:
+                ckpt.save(self.path, state)
+            else:  # another rank of a data-parallel run writes it
+                ckpt.check_finite(state)
         except ckpt.CheckpointError as exc:
             trainer.request_stop("diverged", str(exc))
             return

@@ -7,6 +7,8 @@ accuracy in batches on the device. Two optional pieces sit in the step itself: a
 learning-rate ``schedule`` (sets ``optimizer.lr`` before each step) and ``clip_norm``
 (scales the gradients to a global L2 norm before the update). Everything else (early
 stopping, best weights, checkpoints, CSV, plots, progress) hangs off :class:`Callback` hooks.
+With ``dist`` (a :class:`xpnet.dist.parallel.DataParallel`) the run is one rank of a data-parallel
+run: its few hooks here sum the gradients, the evaluation counts and the stop votes over the ranks.
 """
 
 from __future__ import annotations
@@ -93,12 +95,13 @@ class Trainer:
     ``schedule`` (step -> lr, e.g. :func:`xpnet.train.schedules.create`) sets the
     optimizer's learning rate before every step; ``clip_norm`` clips the gradients'
     global L2 norm. ``config`` is stored in checkpoints so the run can be rebuilt on resume.
+    ``dist`` makes it one rank of a data-parallel run (see :mod:`xpnet.dist`).
     """
 
     def __init__(self, net: Any, optimizer: Any, train_loader: Any, *, epochs: int,
                  evals: Mapping[str, Iterable[Any]] | None = None, callbacks: Sequence[Any] = (),
                  log_every: int = 50, config: Mapping[str, Any] | None = None,
-                 schedule: Any = None, clip_norm: float | None = None) -> None:
+                 schedule: Any = None, clip_norm: float | None = None, dist: Any = None) -> None:
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         if log_every < 1:
@@ -130,11 +133,19 @@ class Trainer:
         self._pending: list[Any] = []  # device 0-d losses not read back yet
         if _labels_validated(net, train_loader):  # no per-step label check: it would sync the device
             net.last_layer.check_labels = False
+        self.dist = dist
+        if dist is not None:
+            dist.attach(self)
 
     # --- control -----------------------------------------------------------------------------
     @property
     def steps_per_epoch(self) -> int:
         return len(self.loader)
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run's files: always, except on ranks other than 0."""
+        return self.dist is None or self.dist.is_root
 
     def request_stop(self, status: str = "completed", reason: str = "") -> None:
         """Stop after the current step (mid-epoch) or epoch; the first request wins, except divergence.
@@ -153,11 +164,13 @@ class Trainer:
 
         The first Ctrl-C or SIGTERM (in the main thread) finishes the current step, then the
         callbacks see status "interrupted" (the checkpoint callback saves); a second one
-        raises :class:`xpnet.train.signals.Interrupted` (a KeyboardInterrupt) at once.
+        raises :class:`xpnet.train.signals.Interrupted` (a KeyboardInterrupt) at once. Under
+        ``dist`` the first one is a vote, and every rank stops after the step at which the ranks
+        next read their losses (every ``log_every`` steps).
         """
         self.stop_status, self.stop_reason, self.stop_signal = None, "", None
         started = time.perf_counter()
-        with GracefulStop(self._on_signal):
+        with GracefulStop(self._on_signal), self.device.context():  # CuPy works on the current GPU: the net's
             self._call("on_fit_start")
             while self.epoch < self.epochs and self.stop_status is None:
                 record = self._run_epoch()
@@ -178,6 +191,9 @@ class Trainer:
                          list(self.history), self.stop_signal if status == "interrupted" else None)
 
     def _on_signal(self, signum: int) -> None:
+        if self.dist is not None:  # every rank stops after the same step: the vote goes round with the gradients
+            self.dist.vote_stop(signum)
+            return
         if self.stop_status is None:
             self.stop_signal = signal_name(signum)
         self.request_stop("interrupted", f"interrupted by {signal_name(signum)}")
@@ -192,14 +208,17 @@ class Trainer:
         for x, t in self.loader:
             if self.schedule is not None:
                 self.optimizer.lr = self.schedule(self.global_step)
-            grads = self.net.gradient(x, t)
+            grads, loss, n = self.net.gradient(x, t), self.net.last_loss, int(x.shape[0])
+            if self.dist is not None:  # the step's one collective: the mean gradient of the global batch
+                mine, n = self.loader.batch_sizes
+                grads, loss = self.dist.allreduce(grads, loss, mine / n)
             if self.clip_norm is not None:
                 clip_grad_norm(grads, self.clip_norm)
             self.optimizer.update(self.net.params, grads)
-            self._pending.append(self.net.last_loss)
+            self._pending.append(loss)
             self.global_step += 1
             self.step_in_epoch += 1
-            self.epoch_samples += int(x.shape[0])
+            self.epoch_samples += n
             if len(self._pending) >= self.log_every:
                 self._flush()
             self._call("on_step_end")
@@ -213,6 +232,8 @@ class Trainer:
             return None
         if self.step_in_epoch < n_steps:
             return None  # stopped mid-epoch; the checkpoint keeps the loader's position
+        if self.dist is not None:
+            self.dist.sync_batchnorm(self.net, self.global_step)
         bad = self._nonfinite_state()
         if bad is not None:
             self.request_stop("diverged", f"{bad} became NaN or inf by step {self.global_step}")
@@ -241,12 +262,16 @@ class Trainer:
         return record
 
     def evaluate(self, loader: Iterable[Any]) -> float:
-        """Accuracy of the net over every batch of ``loader`` (one host read per batch)."""
+        """Accuracy of the net over every batch of ``loader`` (one host read per batch); under ``dist``
+        over every rank's part of them."""
         correct = total = 0
         for x, t in loader:
             n = int(x.shape[0])
-            correct += round(float(self.net.accuracy(x, t, batch_size=n)) * n)
-            total += n
+            if n:  # a rank's part of a short batch may be empty
+                correct += round(float(self.net.accuracy(x, t, batch_size=n)) * n)
+                total += n
+        if self.dist is not None:
+            correct, total = self.dist.sum_counts(correct, total)
         return correct / total if total else float("nan")
 
     def _flush(self) -> None:
@@ -262,6 +287,10 @@ class Trainer:
             if not math.isfinite(v):
                 self.request_stop("diverged", f"the loss became {v} at step {first + i + 1}")
                 break
+        if self.dist is not None and self.stop_status is None:
+            self.stop_signal = self.dist.read_votes()  # the same on every rank, at the same step
+            if self.stop_signal is not None:
+                self.request_stop("interrupted", f"interrupted by {self.stop_signal}")
         self._call("on_log", values)
 
     def _nonfinite_state(self) -> str | None:
@@ -300,6 +329,8 @@ class Trainer:
         })
         if self.schedule is not None:
             out["trainer/schedule"] = ckpt.json_array(self.schedule.state_dict())
+        if self.dist is not None:
+            self.dist.average_running_stats(out, self.global_step)
         return out
 
     def load_state_dict(self, arrays: Mapping[str, np.ndarray]) -> None:
@@ -323,6 +354,8 @@ class Trainer:
         self.epoch_seconds = float(state["epoch_seconds"])
         self.seconds = float(state["seconds"])
         self._pending = []
+        if self.dist is not None:
+            self.dist.after_load(self)
 
     def _check_schedule(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Refuse a checkpoint trained under another schedule; the base lr and the epochs may change."""
