@@ -38,7 +38,9 @@ def run_both(dev: Device, name: str, dtype: str = "float64", steps: int = 5) -> 
 
 @pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adam"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_numpy_scratch_updates_are_bitwise_the_formula(name: str, dtype: str) -> None:
+def test_numpy_scratch_updates_are_bitwise_the_formula(name: str, dtype: str, monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    monkeypatch.setenv("XPNET_NUMBA", "0")  # the NumPy path, also where numba is installed (tests/test_accel_jit.py)
     assert optim.OPTIMIZERS[name].formula in host.UPDATES
     params, twin = run_both(backend.cpu(), name, dtype)
     for k in params:  # the same operations in the same order: bitwise the same

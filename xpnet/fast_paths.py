@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from xpnet import accel, fusion
-from xpnet.accel import flat, tuning
+from xpnet.accel import flat, jit, tuning
 from xpnet.backend import Device
 
 
@@ -24,6 +24,7 @@ def describe(dev: Device, net: Any = None) -> dict[str, bool]:
         on["fused conv block"] = fusion.has_fused_block(net)
     on["CuPy kernels"] = lib is not None and lib is not np
     on["NumPy out= updates"] = lib is np
+    on["numba updates"] = lib is np and jit.wanted()  # compiled in the background at the first update
     on["allocator tuning"] = dev.is_host and tuning.host_memory_kept()
     return on
 

@@ -1,6 +1,7 @@
 """The pieces of ``scripts/bench.py``, one module per thing it times (issue 22: one concept per module).
 
 - :mod:`runners`: the configs (nets and batches), the xpnet and PyTorch runners, FLOPs per sample;
+- :mod:`floor`: a step's floor (its products timed alone, its element-wise traffic at the copy bandwidth);
 - :mod:`machine`: the machine line, thread counts and the float32 GEMM rate (the compute ceiling);
 - :mod:`memory`: the peak memory a run adds (host RSS or the CUDA pool);
 - :mod:`workers`: the fresh child processes that time or measure one runner each;

@@ -13,8 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from xpnet import backend
+
 from . import BenchError
-from .runners import COOL_DOWN_S
+from .floor import forward_floor, start_up_floor, step_floor
+from .runners import CONFIGS, COOL_DOWN_S, POOL, XpnetRunner, host_batches
 
 SCRIPTS = Path(__file__).resolve().parents[1]  # the scripts both jobs run live beside bench.py
 
@@ -87,7 +92,25 @@ def run_e2e(args: argparse.Namespace, use_torch: bool) -> dict[str, Any]:
                            "epochs": epochs if epochs is not None else 10}
     for j in jobs[1:]:
         out[f"ratio_vs_{j}"] = med[j] / med["xpnet"]  # > 1: xpnet is faster by that factor
+    out["floor"] = job_floor(out["epochs"], 1000 if args.tiny else 60000, 10000, args.threads, args.tiny)
+    out["floor"]["xpnet_vs_floor"] = med["xpnet"] / out["floor"]["floor_s"]
     return out
+
+
+def job_floor(epochs: int, n_train: int, n_test: int, threads: int, tiny: bool) -> dict[str, Any]:
+    """The main job's floor: its training steps at the step's floor, its per-epoch evaluation passes (train
+    and test, batches of 1000) at the forward pass's floor, and the start-up (:mod:`.floor`)."""
+    cfg = CONFIGS["main"]
+    runner = XpnetRunner(cfg, backend.cpu(), host_batches(cfg, "random", POOL))
+    x, t = runner.batches[0]
+    step = step_floor(runner.net, runner.opt, x, t, threads, tiny)
+    steps = -(-n_train // cfg.batch) * epochs
+    eval_x = np.random.default_rng(5).random((1000, 784), dtype=np.float32)
+    eval_s = forward_floor(runner.net, eval_x, threads, tiny) * (-(-n_train // 1000) + -(-n_test // 1000)) * epochs
+    start_s = start_up_floor((n_train + n_test) * (784 + 1), threads)  # uint8 images and labels, decoded
+    train_s = steps * step["floor_us"] / 1e6
+    return {"steps": steps, "step_floor_us": step["floor_us"], "train_s": train_s, "eval_s": eval_s,
+            "start_up_s": start_s, "floor_s": train_s + eval_s + start_s}
 
 
 def print_e2e(result: dict[str, Any]) -> None:
@@ -98,4 +121,9 @@ def print_e2e(result: dict[str, Any]) -> None:
         print(f"  {job:13} {r['median_wall_s']:7.2f} s  (runs: {', '.join(f'{w:.2f}' for w in r['wall_s'])})"
               + (f"  xpnet is {ratio:.2f}x as fast" if ratio else "")
               + f"  [{r['command']}]")
+    f = e2e.get("floor")
+    if f:
+        print(f"  main job's floor {f['floor_s']:.2f} s = {f['steps']} steps x {f['step_floor_us']:.0f} us "
+              f"({f['train_s']:.2f} s) + evaluation passes {f['eval_s']:.2f} s + start-up {f['start_up_s']:.2f} s;"
+              f" xpnet's wall / floor = {f['xpnet_vs_floor']:.2f}x")
 

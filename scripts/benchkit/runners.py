@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 import xpnet
-from xpnet import backend, nets, optim
+from xpnet import accel, backend, nets, optim
 from xpnet.conv import Convolution, Pooling, out_size
 from xpnet.layers import Affine, Flatten, Relu
 
@@ -30,6 +30,8 @@ class Config:
     batch: int
     input_shape: tuple[int, ...]
     build: Callable[[backend.Device], nets.Sequential]
+    optimizer: str = "sgd"
+    lr: float = LR
 
 
 CONFIGS: dict[str, Config] = {
@@ -39,6 +41,9 @@ CONFIGS: dict[str, Config] = {
                    lambda dev: nets.MultiLayerNet(784, [100] * 4, 10, device=dev, seed=0)),
     "conv": Config("SimpleConvNet 30x5x5, hidden 100", 100, (1, 28, 28),
                    lambda dev: nets.SimpleConvNet(device=dev, seed=0)),
+    # the main job's step (xpnet-train's defaults): the one --e2e runs 6,000 times
+    "main": Config("main job: MLP 784-256-128-10, Adam", 100, (784,),
+                   lambda dev: nets.MultiLayerNet(784, [256, 128], 10, device=dev, seed=0), "adam", 0.001),
 }
 
 
@@ -84,7 +89,9 @@ class XpnetRunner(Runner):
 
     def __init__(self, cfg: Config, dev: backend.Device, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
         self.net = cfg.build(dev)
-        self.opt = optim.SGD(lr=LR)
+        self.opt = optim.create(cfg.optimizer, cfg.lr)
+        if dev.backend == "numpy":
+            accel.prepare(self.opt, wait=True)  # time the steady state, not steps beside a compiling thread
         self.dev = dev
         self.batches = [(xpnet.to_device(x, dev), xpnet.to_device(t, dev)) for x, t in batches]
         self.i = 0
@@ -152,12 +159,17 @@ def torch_twin(net: nets.Sequential, device: str) -> Any:
 class TorchRunner(Runner):
     name = "torch"
 
-    def __init__(self, net: nets.Sequential, device: str, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def __init__(self, net: nets.Sequential, device: str, batches: list[tuple[np.ndarray, np.ndarray]],
+                 cfg: Config | None = None) -> None:
         import torch
 
         self.torch = torch
         self.model = torch_twin(net, device)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
+        name, lr = (cfg.optimizer, cfg.lr) if cfg is not None else ("sgd", LR)
+        if name == "adam":  # xpnet's Adam is torch's (eps added to √v; bias correction folded into the step)
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, eps=1e-7)
+        else:
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=lr)
         self.lossf = torch.nn.CrossEntropyLoss()
         self.device = device
         self.batches = [(torch.from_numpy(x).to(device), torch.from_numpy(t).to(device)) for x, t in batches]

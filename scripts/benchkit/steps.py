@@ -10,6 +10,7 @@ from typing import Any
 from xpnet import backend
 
 from . import BenchError
+from .floor import step_floor
 from .machine import machine_line
 from .runners import (
     CONFIGS,
@@ -74,7 +75,7 @@ def bench_config(name: str, args: argparse.Namespace, dev: backend.Device, use_t
     if args.tiny or args.one_process:
         runners: list[Runner] = [xp_runner]
         if use_torch:
-            runners.append(TorchRunner(xp_runner.net, torch_device(dev) or "cpu", batches))
+            runners.append(TorchRunner(xp_runner.net, torch_device(dev) or "cpu", batches, cfg))
         per_step, first_loss = time_runners(runners, args.repeats, args.tiny)
     else:  # each worker builds its own runner; here the net only gives the FLOP count
         per_step, first_loss = time_in_processes(name, frameworks, args, dev)
@@ -92,6 +93,10 @@ def bench_config(name: str, args: argparse.Namespace, dev: backend.Device, use_t
                    "peak_mem_mib": None if args.no_memory else memory_in_worker(spec)}
     if use_torch:
         row["ratio"] = row["xpnet"]["samples_per_s"] / row["torch"]["samples_per_s"]
+    if dev.backend == "numpy":  # the floor's products and bandwidth are timed with NumPy on the host
+        x, t = xp_runner.batches[0]
+        row["floor"] = step_floor(xp_runner.net, xp_runner.opt, x, t, args.threads, args.tiny)
+        row["xpnet"]["vs_floor"] = 1e3 * row["xpnet"]["step_ms"] / row["floor"]["floor_us"]
     return row
 
 
@@ -123,4 +128,21 @@ def print_table(result: dict[str, Any]) -> None:
         if has_torch:
             line += f" {100 * row['torch']['samples_per_s'] / ceiling:6.1f}%" if "torch" in row else f" {'-':>7}"
         print(line)
+    print_floors(result)
+
+
+def print_floors(result: dict[str, Any]) -> None:
+    """Each config's step against its floor: products timed alone + element-wise traffic at the copy rate."""
+    rows = [row for row in result["results"] if "floor" in row]
+    if not rows:
+        return
+    print("floor: the step's matrix products timed alone in its shapes and layouts + its element-wise traffic "
+          "at the measured copy bandwidth")
+    print(f"{'config':34} {'step us':>8} {'floor us':>8} {'products':>8} {'elem-wise':>9} {'MB':>6} "
+          f"{'GB/s':>6} {'step/floor':>10}")
+    for row in rows:
+        f = row["floor"]
+        print(f"{row['title']:34} {1e3 * row['xpnet']['step_ms']:8.0f} {f['floor_us']:8.0f} {f['products_us']:8.0f} "
+              f"{f['elementwise_us']:9.0f} {sum(f['traffic_bytes'].values()) / 1e6:6.2f} {f['bandwidth_gb_s']:6.1f} "
+              f"{row['xpnet']['vs_floor']:9.2f}x")
 

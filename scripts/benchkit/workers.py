@@ -33,7 +33,7 @@ def worker_runner(spec: dict[str, Any]) -> tuple[Runner, backend.Device]:
     batches = host_batches(cfg, spec["data"], POOL)
     runner: Runner
     if spec["framework"] == "torch":
-        runner = TorchRunner(cfg.build(dev), torch_device(dev) or "cpu", batches)
+        runner = TorchRunner(cfg.build(dev), torch_device(dev) or "cpu", batches, cfg)
         runner.torch.ones(8, 8) @ runner.torch.ones(8, 8)  # BLAS buffers exist before the baseline
     else:
         runner = XpnetRunner(cfg, dev, batches)

@@ -129,13 +129,15 @@ def formula(opt: Any) -> str | None:
 
 def step(opt: Any, p: Array, g: Array, state: list[Array], hyper: dict[str, float]) -> None:
     """One update of ``p`` and its optimizer state, in place: the fused version of ``opt``'s formula where
-    there is one (a CuPy kernel; NumPy scratch arrays), else the optimizer's own formula ``opt.step``."""
+    there is one (a CuPy kernel; on the host a numba kernel once compiled, else NumPy scratch arrays), else the
+    optimizer's own formula ``opt.step``."""
     lib = native(p)
     fast = None
     if lib is np:
-        from xpnet.accel import host
+        from xpnet.accel import host, jit
 
-        fast = host.UPDATES.get(formula(opt))  # type: ignore[arg-type]
+        name = formula(opt)
+        fast = jit.update(name, p, g, state) or host.UPDATES.get(name)  # type: ignore[arg-type]
     elif lib is not None:
         from xpnet.accel import kernels
 
@@ -144,6 +146,18 @@ def step(opt: Any, p: Array, g: Array, state: list[Array], hyper: dict[str, floa
         opt.step(p, g, *state, **hyper)
     else:
         fast(p, g, *state, **hyper)
+
+
+def prepare(opt: Any, wait: bool = False) -> bool:
+    """Start compiling the host's fused update of ``opt``'s formula (numba, :mod:`.jit`) in the background,
+    so that it is ready by the first steps instead of being compiled in them; ``wait``: block until it is.
+    True when the fused update is ready (False: still compiling, no numba, switched off, or no formula)."""
+    from xpnet.accel import jit
+
+    name = formula(opt)
+    if name is None:
+        return False
+    return jit.wait(name) if wait else (jit.start(name) or jit.ready(name))
 
 
 def im2col_t(img: Array, filter_h: int, filter_w: int, stride: int, out_h: int, out_w: int) -> Array | None:

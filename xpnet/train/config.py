@@ -310,9 +310,13 @@ def build_net(cfg: RunConfig, dev: backend.Device, input_shape: tuple[int, ...] 
 
 
 def build_optimizer(cfg: RunConfig) -> Any:
-    from xpnet import optim
+    """The optimizer; on the host its fused update starts compiling now, in the background, while the data
+    loads (xpnet.accel.prepare; NumPy's update runs, with the same bits, until it is ready)."""
+    from xpnet import accel, optim
 
-    return optim.create(cfg.optimizer, lr=cfg.lr)
+    opt = optim.create(cfg.optimizer, lr=cfg.lr)
+    accel.prepare(opt)
+    return opt
 
 
 def build_schedule(cfg: RunConfig, steps_per_epoch: int) -> Any:
