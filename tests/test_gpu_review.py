@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests import sync_double
 from tests.helpers import no_cuda, randn, reachable_arrays
 from tests.sync_double import SyncDetector, SyncError
 from xpnet import backend, gradcheck, nets, optim
@@ -57,37 +58,42 @@ def test_sync_detector_detects() -> None:
             read(s)
 
 
-def _sync_free(a: np.ndarray) -> SyncDetector:
-    return np.asarray(a).view(SyncDetector)
-
-
 @pytest.mark.parametrize("name", ["two_layer", "extend", "conv"])
 def test_training_steps_do_not_sync(name: str) -> None:
     """Whole training steps (forward, loss, backward, weight decay, Adam) with labels validated once by a
-    DataLoader: nothing is read back to the host until the trainer reads the losses it kept on the device."""
-    cpu = backend.cpu()
+    DataLoader: nothing is read back to the host until the trainer reads the losses it kept on the device.
+
+    Every array of the step is a sync detector (the inputs, the flat parameter and gradient buffers, the
+    optimizer's state, dropout's and batch norm's arrays): the net, optimizer and loader live on a device
+    that makes nothing else."""
+    dev = sync_double.sync_detector_device()
     rng = np.random.default_rng(0)
-    if name == "conv":
-        net = nets.SimpleConvNet(device=cpu, seed=0, weight_decay_lambda=1e-3)
-        x = rng.random((8, 1, 28, 28), dtype=np.float32)
-    elif name == "extend":
-        net = nets.MultiLayerNet(784, [20, 20], 10, device=cpu, seed=0, use_dropout=True,
-                                 use_batchnorm=True, weight_decay_lambda=1e-3)
-        x = rng.random((8, 784), dtype=np.float32)
-    else:
-        net = nets.TwoLayerNet(784, 20, 10, device=cpu, seed=0)
-        x = rng.random((8, 784), dtype=np.float32)
+    x = rng.random((8, 1, 28, 28) if name == "conv" else (8, 784), dtype=np.float32)
     t = rng.integers(0, 10, 8)
-    loader = DataLoader(x, t, 8, shuffle=False, device=cpu, flatten=name != "conv", normalize=False)
+    with sync_double.allow():  # building may read back once (the flat-buffer probe, the loader's label check)
+        if name == "conv":
+            net = nets.SimpleConvNet(device=dev, seed=0, weight_decay_lambda=1e-3)
+        elif name == "extend":
+            net = nets.MultiLayerNet(784, [20, 20], 10, device=dev, seed=0, use_dropout=True,
+                                     use_batchnorm=True, weight_decay_lambda=1e-3)
+        else:
+            net = nets.TwoLayerNet(784, 20, 10, device=dev, seed=0)
+        loader = DataLoader(x, t, 8, shuffle=False, device=dev, flatten=name != "conv", normalize=False)
     net.last_layer.check_labels = False  # what the Trainer does for a DataLoader's labels
     opt = optim.Adam(1e-3)
     losses = []
-    for _ in range(3):
-        for xb, tb in loader:
-            grads = net.gradient(_sync_free(xb), _sync_free(tb))
-            opt.update(net.params, grads)
-            losses.append(net.last_loss)
-    values = np.asarray(np.stack(losses)).astype(np.float64)  # the one read-back, as the trainer does
+    with sync_double.forbid():
+        for _ in range(3):
+            for xb, tb in loader:
+                grads = net.gradient(xb, tb)
+                opt.update(net.params, grads)
+                losses.append(net.last_loss)
+    state = [a for arrays in opt.state.values() for a in arrays.values()]
+    assert state and all(isinstance(a, SyncDetector) for a in [*net.params.values(), *grads.values(), *state,
+                                                               xb, tb, *losses]), \
+        "the step's arrays are not all detectors: the test would miss a read of them"
+    with sync_double.allow():
+        values = np.asarray(np.stack(losses)).astype(np.float64)  # the one read-back, as the trainer does
     assert np.all(np.isfinite(values))
 
 
