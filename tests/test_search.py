@@ -356,14 +356,14 @@ def test_the_search_never_gives_a_trial_the_test_set(tmp_path: Path, mnist: None
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """Every trial's data is built without a test loader, from a dataset that holds no test image."""
     built: list[tuple[int, int, bool]] = []
-    real_build = trialmod.build_data
+    real_build = trialmod.build_net_and_data
 
-    def build_data(cfg: Any, dev: Any, shape: Any, dataset: Any = None, with_test: bool = True) -> Any:
-        data = real_build(cfg, dev, shape, dataset=dataset, with_test=with_test)
+    def build_net_and_data(cfg: Any, dev: Any, dataset: Any = None, with_test: bool = True) -> Any:
+        net, data = real_build(cfg, dev, dataset=dataset, with_test=with_test)
         built.append((len(dataset.x_test) + len(dataset.t_test), len(data.evals), "test" in data.evals))
-        return data
+        return net, data
 
-    monkeypatch.setattr(trialmod, "build_data", build_data)
+    monkeypatch.setattr(trialmod, "build_net_and_data", build_net_and_data)
     rc, _, err = run_main(capsys, *TINY, "--epochs", "1", "--trials", "2", "--pruner", "none", "--out",
                           str(tmp_path / "s"))
     assert rc == 0, err
