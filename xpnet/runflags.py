@@ -115,9 +115,11 @@ def _epochs_list(s: str) -> tuple[int, ...]:
     return epochs
 
 
-def _augment(s: str) -> str:
+def _augment(s: str) -> str | None:
     from xpnet.data import Augment
 
+    if s.strip().lower() == "none":  # a search may draw "no augmentation" beside the others
+        return None
     try:
         return str(Augment.parse(s))
     except ValueError as exc:
@@ -227,10 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"--schedule step: the factor (default {cfgmod.DEFAULT_LR_GAMMA})")
     g.add_argument("--clip-norm", type=_positive_float, metavar="X",
                    help="scale the gradients so their global L2 norm is at most X (default: off)")
-    g.add_argument("--augment", type=_augment, metavar="shift[:K]|crop:P[,flip]",
+    g.add_argument("--augment", type=_augment, metavar="shift[:K]|crop:P[,flip]|none",
                    help="training batches only, on the device: random shifts by up to K pixels (default 2), "
                         "or crop:P, CIFAR's pad-P random crops (the same moves), and/or horizontal flips "
-                        "(for Fashion-MNIST and photos, not digits)")
+                        "(for Fashion-MNIST and photos, not digits); none: off (the default)")
     g.add_argument("--patience", type=_positive_int, metavar="N",
                    help="stop when validation accuracy has not improved for N epochs and end with the best "
                         "epoch's weights, kept in best.npz (needs --val-split)")
