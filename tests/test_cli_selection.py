@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.test_cli import files, net_arrays, run_main
+from xpnet.runflags import build_parser
 from xpnet.train import checkpoint as ckpt
 from xpnet.train.checkpoint import Checkpoint
 
@@ -203,3 +204,9 @@ def test_augment_that_does_not_fit_the_images_is_a_one_line_error(
     assert rc == 2 and "Traceback" not in err
     [line] = [ln for ln in err.splitlines() if "error:" in ln]
     assert "--augment shift:30" in line and "smaller than the image" in line and not out.exists()
+
+
+@pytest.mark.parametrize("spelling", ["none", "None"])
+def test_augment_none_is_off_so_a_search_can_draw_it(spelling: str) -> None:
+    assert build_parser().parse_args(["--augment", spelling]).augment is None
+    assert build_parser().parse_args(["--augment", "shift:1"]).augment == "shift:1"
