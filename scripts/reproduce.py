@@ -67,31 +67,31 @@ ROWS: dict[str, Row] = {
     "mnist-mlp": Row(
         "MNIST, MLP", 0.988, "Simard 2003, 784-800-10 with distortions: 98.9%",
         ["--dataset", "mnist", "--model", "mlp", "--train-eval-size", "5000"],
-        _searched(16, "14m")),
+        _searched(16, "12m")),
     "mnist-convnet": Row(
         "MNIST, the book's SimpleConvNet", 0.993, "the book: about 98.9%",
         ["--dataset", "mnist", "--model", "convnet", "--train-eval-size", "5000"],
-        _searched(20, "26m")),
+        _searched(20, "22m")),
     "mnist-deep-convnet": Row(
         "MNIST, the book's DeepConvNet", 0.996,
         "the book: 99.38%; single small CNNs with augmentation 99.6-99.7%",
         ["--dataset", "mnist", "--model", "deep-convnet", "--optimizer", "adam"],
-        _searched(14, "22m", "--limit-train", "12000", "--epochs", "5",
+        _searched(14, "20m", "--limit-train", "12000", "--epochs", "5",
                   "--train-eval-size", "500"),
         ["--epochs", "15", "--patience", "15", "--train-eval-size", "5000"]),
     "fashion-mlp": Row(
         "Fashion-MNIST, MLP", 0.905, "benchmark MLP 256-128-64: 90.0%",
         ["--dataset", "fashion-mnist", "--model", "mlp", "--train-eval-size", "5000"],
-        _searched(16, "14m")),
+        _searched(16, "12m")),
     "fashion-convnet": Row(
         "Fashion-MNIST, the book's SimpleConvNet", 0.925, "2 conv layers, < 100K parameters: 92.5%",
         ["--dataset", "fashion-mnist", "--model", "convnet", "--train-eval-size", "5000"],
-        _searched(20, "26m")),
+        _searched(20, "22m")),
     "fashion-deep-convnet": Row(
         "Fashion-MNIST, the book's DeepConvNet", 0.950,
         "MobileNet with flips 95.0%; DenseNet-BC 768K with crops + flips 95.4%",
         ["--dataset", "fashion-mnist", "--model", "deep-convnet", "--optimizer", "adam"],
-        _searched(14, "22m", "--limit-train", "12000", "--epochs", "5",
+        _searched(14, "20m", "--limit-train", "12000", "--epochs", "5",
                   "--train-eval-size", "500"),
         ["--epochs", "15", "--patience", "15", "--train-eval-size", "5000"]),
 }
