@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import no_cuda
+from tests.search_runs import Children
 from xpnet import backend
 
 
@@ -70,6 +71,19 @@ def mnist_path() -> Path:
     if d is None:
         pytest.skip("real MNIST not found: set XPNET_DATA_DIR to a folder holding mnist/")
     return d
+
+
+@pytest.fixture
+def mnist(monkeypatch: pytest.MonkeyPatch, mnist_path: Path) -> None:
+    """Real MNIST through XPNET_DATA_DIR, for runs that find their data themselves (trials, child processes)."""
+    monkeypatch.setenv("XPNET_DATA_DIR", str(mnist_path.parent if mnist_path.name == "mnist" else mnist_path))
+
+
+@pytest.fixture
+def children(tmp_path: Path) -> Iterator[Children]:
+    """A test's child processes, logged to files and all reaped when it ends (:mod:`tests.search_runs`)."""
+    with Children(tmp_path / "logs") as kids:
+        yield kids
 
 
 @pytest.fixture

@@ -65,12 +65,6 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XPNET_OFFLINE", "1")
 
 
-@pytest.fixture
-def mnist(monkeypatch: pytest.MonkeyPatch, mnist_path: Path) -> None:
-    """Real MNIST for the cases that train (skipped without it)."""
-    monkeypatch.setenv("XPNET_DATA_DIR", str(mnist_path.parent if mnist_path.name == "mnist" else mnist_path))
-
-
 # --- a whole search, in-process ------------------------------------------------------------------
 
 def test_search_writes_results_and_the_best_command_reproduces_it(tmp_path: Path, mnist: None,

@@ -136,18 +136,6 @@ def postgres_url(pg: Server) -> str:
     return pg.fresh_database()
 
 
-@pytest.fixture
-def mnist(monkeypatch: pytest.MonkeyPatch, mnist_path: Path) -> None:
-    """Real MNIST for the search processes (skipped without it)."""
-    monkeypatch.setenv("XPNET_DATA_DIR", str(mnist_path.parent if mnist_path.name == "mnist" else mnist_path))
-
-
-@pytest.fixture
-def children(tmp_path: Path) -> Iterator[Children]:
-    with Children(tmp_path / "logs") as kids:
-        yield kids
-
-
 def _args(url: str, study: str, out: Path, *extra: str) -> list[str]:
     return [*TINY, "--limit-train", "600", "--sampler", "random", "--pruner", "none", "--storage", url,
             "--study", study, "--out", str(out), *extra]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +33,6 @@ from tests.search_runs import (  # noqa: E402
 from xpnet.search.storage import retry_races  # noqa: E402
 from xpnet.search.workers import POLL_S  # noqa: E402
 from xpnet.train import checkpoint as ckpt  # noqa: E402
-
-
-@pytest.fixture
-def mnist(monkeypatch: pytest.MonkeyPatch, mnist_path: Path) -> None:
-    """Real MNIST for the search processes (skipped without it)."""
-    monkeypatch.setenv("XPNET_DATA_DIR", str(mnist_path.parent if mnist_path.name == "mnist" else mnist_path))
-
-
-@pytest.fixture
-def children(tmp_path: Path) -> Iterator[Children]:
-    with Children(tmp_path / "logs") as kids:
-        yield kids
 
 
 def test_a_killed_worker_s_trial_is_retried_from_its_checkpoint(tmp_path: Path, mnist: None,
