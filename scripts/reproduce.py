@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 # Run from a checkout without installing: make the repository importable.
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +104,12 @@ NOT_MEASURED: dict[str, str] = {
 }
 
 
+def _fail(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit status 2."""
+    print(f"reproduce.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def search_flags(row: str) -> list[str]:
     """The row's `xpnet search` flags."""
     r = ROWS[row]
@@ -115,7 +121,7 @@ def recipe(row: str) -> list[str]:
     """The row's `xpnet train` flags: fixed ones, the search's winner, and the row's own (without --out)."""
     best_path = RESULTS / row / "best.json"
     if not best_path.exists():
-        raise SystemExit(f"reproduce.py: {best_path} does not exist: run `reproduce.py {row} --search` first")
+        _fail(f"{best_path} does not exist: run `reproduce.py {row} --search` first")
     params: dict[str, Any] = json.loads(best_path.read_text())["params"]
     flags = [*ROWS[row].fixed, *SPLIT]
     for name, value in params.items():
@@ -138,7 +144,7 @@ def collect(row: str, wall: float | None = None, cpu: float | None = None) -> di
     src, dst = Path("runs") / "search" / row, RESULTS / row
     for name in KEPT:
         if not (src / name).exists():
-            raise SystemExit(f"reproduce.py: {src / name} does not exist: has `reproduce.py {row} --search` run?")
+            _fail(f"{src / name} does not exist: has `reproduce.py {row} --search` run?")
         shutil.copyfile(src / name, dst / name)
     with open(dst / "trials.csv", newline="") as f:
         trials = list(csv.DictReader(f))

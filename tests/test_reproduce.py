@@ -71,10 +71,14 @@ def test_the_recipe_is_the_best_trials_params_on_the_same_split(reproduce: Modul
             assert cfg.epochs > int(reproduce.search_flags(row)[reproduce.search_flags(row).index("--epochs") + 1])
 
 
-def test_a_row_without_a_search_says_which_command_to_run(reproduce: ModuleType, results: Path) -> None:
-    with pytest.raises(SystemExit) as exc:
-        reproduce.recipe("mnist-convnet")
-    assert "reproduce.py mnist-convnet --search" in str(exc.value)
+def test_a_row_without_a_search_says_which_command_to_run(reproduce: ModuleType, results: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["mnist-convnet"], ["mnist-convnet", "--collect"]):
+        with pytest.raises(SystemExit) as exc:
+            reproduce.main(argv)
+        assert exc.value.code == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("reproduce.py: error:") and "reproduce.py mnist-convnet --search" in line
 
 
 def test_the_results_page_gives_each_rows_commands(reproduce: ModuleType) -> None:
