@@ -159,8 +159,14 @@ def plot_params(path: Path, trials: Sequence[Any], space: spacemod.Space) -> Non
             ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=20)
         else:
             xs = [float(x) for x, _, _ in pts]
+            low, high = float(p.low), float(p.high)  # the whole searched range: where the trials fell in it
             if p.kind.startswith("log"):
                 ax.set_xscale("log")
+                ax.set_xlim(low / 1.2, high * 1.2)
+                ax.tick_params(axis="x", which="minor", labelbottom=False)  # crowded 2x10^-3 3x10^-3 ... labels
+            else:
+                pad = 0.04 * (high - low)
+                ax.set_xlim(low - pad, high + pad)
         ys = [y for _, y, _ in pts]
         cs = ["#bbbbbb" if s == "pruned" else "#0077bb" for _, _, s in pts]
         ax.scatter(xs, ys, s=14, c=cs)
