@@ -206,7 +206,8 @@ def table() -> str:
         s_path, run_path = RESULTS / row / "search.json", Path("runs") / "reproduce" / row / "reproduce.json"
         s = json.loads(s_path.read_text()) if s_path.exists() else None
         run = json.loads(run_path.read_text()) if run_path.exists() else None
-        searched = f"{s['trials']} trials, best val {s['best_val_acc']:.2%}" if s else "not yet"
+        proxy = " on the proxy" if r.longer else ""
+        searched = f"{s['trials']} trials, best val {s['best_val_acc']:.2%}{proxy}" if s else "not yet"
         cost = "" if not s else (f"{s['wall_seconds'] / 60:.0f} min wall, {s['cpu_seconds'] / 60:.0f} CPU-min"
                                  if "wall_seconds" in s else f"{s['trial_seconds'] / 60:.0f} min in trials")
         cells = ["not run", "", "", "", "", ""]
