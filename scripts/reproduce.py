@@ -3,14 +3,15 @@
 
     python scripts/reproduce.py ROW --search   # search the row's space (docs/results/ROW/space.toml)
     python scripts/reproduce.py ROW            # train the chosen recipe, select on val, test once
-    python scripts/reproduce.py --table        # the results table, from the runs that exist
+    python scripts/reproduce.py --table        # the results table, from docs/results/*/
 
 ``--search`` runs the row's search on the row's validation split (the test set is never loaded)
 and keeps ``best.json``, ``trials.csv``, ``history.png`` and ``params.png`` in
 ``docs/results/ROW/``, with ``search.json`` (its command and cost). A plain run then trains the
 recipe in that ``best.json`` on the same split, keeps the best-val epoch (``best.npz``) and tests
-it once; ``reproduce.json`` in the run folder records val, test, epochs, wall and CPU time and
-peak memory. Flags after ``--`` are passed on and win (a smoke test, no longer the row).
+it once; ``reproduce.json`` (in the run folder, and in ``docs/results/ROW/`` for the table) records val,
+test, epochs, wall and CPU time and peak memory. Flags after ``--`` are passed on and win (a smoke test,
+no longer the row, and not put in the table).
 """
 
 from __future__ import annotations
@@ -191,6 +192,8 @@ def run_row(row: str, out: Path, extra: list[str]) -> int:
               "cpu_seconds": round(usage["cpu_seconds"], 1), "peak_mib": round(usage["peak_mib"]),
               "target": ROWS[row].target, "extra_flags": extra}
     write_json(out / "reproduce.json", record)
+    if not extra:  # the table's row: kept beside its search, where --table reads it
+        write_json(RESULTS / row / "reproduce.json", record)
     note = "  (extra flags: not the table's row)" if extra else ""
     print(f"{row}: val {res['val_acc']:.4f}  test {res['test_acc']:.4f}  selected epoch {res['selected_epoch']} "
           f"of {res['epochs']} ({res['status']})  wall {wall:.0f} s  CPU {usage['cpu_seconds']:.0f} s  "
@@ -199,11 +202,11 @@ def run_row(row: str, out: Path, extra: list[str]) -> int:
 
 
 def table() -> str:
-    """docs/results.md's table, from docs/results/*/search.json and runs/reproduce/*/reproduce.json."""
+    """docs/results.md's table, from each row's search.json and reproduce.json in docs/results/ROW."""
     lines = ["| row | target (anchor) | searched | search cost | epochs (selected) | val acc | **test acc** "
              "| wall | CPU | peak memory |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row, r in ROWS.items():
-        s_path, run_path = RESULTS / row / "search.json", Path("runs") / "reproduce" / row / "reproduce.json"
+        s_path, run_path = RESULTS / row / "search.json", RESULTS / row / "reproduce.json"
         s = json.loads(s_path.read_text()) if s_path.exists() else None
         run = json.loads(run_path.read_text()) if run_path.exists() else None
         proxy = " on the proxy" if r.longer else ""
