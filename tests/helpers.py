@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import numpy as np
 import pytest
 
-from xpnet.backend import Device, to_device, to_host
+from xpnet.backend import Device, cuda_status, to_device, to_host
 
 
 def randn(dev: Device, *shape: int, seed: int = 0, dtype: str = "float64", scale: float = 1.0) -> Any:
@@ -59,6 +59,15 @@ def no_cuda(reason: str) -> NoReturn:
     if os.environ.get(REQUIRE_CUPY) == "1":
         pytest.fail(f"{REQUIRE_CUPY}=1 but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def two_gpus() -> None:
+    """Skip a test that needs two GPUs unless CUDA works (see :func:`no_cuda`) and two are visible."""
+    ok, reason, count = cuda_status()
+    if not ok:
+        no_cuda(f"cupy backend skipped: {reason}")
+    if count < 2:
+        pytest.skip(f"needs two GPUs, {count} visible")
 
 
 def call_main(main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str], *args: str

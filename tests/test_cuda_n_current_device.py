@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 
 from tests import current_device_double as fake
-from tests.helpers import no_cuda, reachable_arrays
+from tests.helpers import reachable_arrays, two_gpus
 from xpnet import backend, nets, optim
 from xpnet.data import DataLoader
 from xpnet.train.trainer import Trainer
@@ -71,11 +70,7 @@ def test_the_double_follows_cupys_rules() -> None:
 
 
 def test_every_array_lands_on_the_second_cuda_device_with_the_first_current() -> None:
-    ok, reason, count = backend.cuda_status()
-    if not ok:
-        no_cuda(f"cupy backend skipped: {reason}")
-    if count < 2:
-        pytest.skip(f"needs two GPUs, {count} visible")
+    two_gpus()
     dev, other = backend.device("cuda:1"), backend.device("cuda:0")  # cuda:0 is now current
     arrays = _train_everything(dev, other)
     import cupy

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests import sync_double
-from tests.helpers import no_cuda, randn, reachable_arrays
+from tests.helpers import randn, reachable_arrays, two_gpus
 from tests.sync_double import SyncDetector, SyncError
 from xpnet import backend, gradcheck, nets, optim
 from xpnet.accel import flat
@@ -281,11 +281,7 @@ def test_require_cupy_turns_the_cupy_skip_into_a_failure() -> None:
 
 def test_every_array_lands_on_the_second_gpu() -> None:
     """Defect 5 on real GPUs (gpu-check on a host with two): nothing of a net or its optimizer on GPU 0."""
-    ok, reason, count = backend.cuda_status()
-    if not ok:
-        no_cuda(f"cupy backend skipped: {reason}")
-    if count < 2:
-        pytest.skip(f"needs two GPUs, {count} visible")
+    two_gpus()
     dev = backend.device("cuda:1")
     backend.device("cuda:0")  # the current GPU is now 0: allocations must still follow the net's device
     net = nets.MultiLayerNet(784, [10, 10], 10, device=dev, seed=0, use_dropout=True, use_batchnorm=True)
