@@ -25,6 +25,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -149,9 +150,7 @@ def collect(row: str, wall: float | None = None, cpu: float | None = None) -> di
         shutil.copyfile(src / name, dst / name)
     with open(dst / "trials.csv", newline="") as f:
         trials = list(csv.DictReader(f))
-    states: dict[str, int] = {}
-    for t in trials:
-        states[t["state"]] = states.get(t["state"], 0) + 1
+    states = dict(Counter(t["state"] for t in trials))
     best = json.loads((dst / "best.json").read_text())
     record = {"command": f"python scripts/reproduce.py {row} --search",
               "search": f"xpnet search {shlex.join(search_flags(row))}",
